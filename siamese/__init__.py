@@ -1,0 +1,24 @@
+"""siamese: metric learning on unlabeled data.
+
+Pretrain an encoder as an autoencoder, fine-tune it as a Siamese network on a few same/different
+pairs, and search, classify and score items with a FAISS index (the `index` package).
+"""
+
+__version__ = "0.1.0"
+
+from .autoencoders import VARIANTS, Autoencoder, AutoencoderConfig  # noqa: E402
+from .checkpoint import load_model, save_model  # noqa: E402
+try:
+    from .data import ItemSet, Normalization, load_items  # noqa: E402
+except ImportError:  # TEMP until data lands
+    pass
+from .embed import embed, reconstruct  # noqa: E402
+from .errors import SiameseError  # noqa: E402
+from .models import NetworkConfig  # noqa: E402
+from .pretrain import pretrain  # noqa: E402
+from .train import TrainConfig  # noqa: E402
+
+__all__ = [
+    "VARIANTS", "Autoencoder", "AutoencoderConfig", "ItemSet", "NetworkConfig", "Normalization",
+    "SiameseError", "TrainConfig", "embed", "load_items", "load_model", "pretrain", "reconstruct", "save_model",
+]

@@ -1,0 +1,386 @@
+"""Load items (images or vectors) from folders, files, datasets or arrays into normalised float32 ItemSets.
+
+Every model stores the Normalization of its training data, so queries passed through
+``load_items(..., normalization=model_norm)`` land in the same space. Source readers live in
+siamese.sources; this module holds the public API, validation and the ItemSet container.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from siamese import sources
+from siamese.errors import SiameseError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Normalization", "ItemSet", "load_items", "iter_item_chunks", "read_labels_csv", "describe_source"]
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """x_normalised = (x_raw - offset) / scale, stored in every model so queries get the same transform."""
+
+    offset: float = 0.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.offset) and math.isfinite(self.scale) and self.scale > 0):
+            raise SiameseError(f"invalid normalization offset={self.offset}, scale={self.scale}; "
+                               "expected finite numbers with scale > 0")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.offset) / self.scale
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.offset
+
+    def to_dict(self) -> dict[str, float]:
+        return {"offset": float(self.offset), "scale": float(self.scale)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Normalization:
+        if not isinstance(d, Mapping) or set(d) != {"offset", "scale"}:
+            raise SiameseError(f"invalid normalization {d!r}; expected a dict with exactly 'offset' and 'scale'")
+        try:
+            return cls(float(d["offset"]), float(d["scale"]))
+        except (TypeError, ValueError) as exc:
+            raise SiameseError(f"invalid normalization {d!r}; 'offset' and 'scale' must be numbers") from exc
+
+
+@dataclass
+class ItemSet:
+    """Normalised items with keys and optional labels; x is (n, C, H, W) for images or (n, D) for vectors."""
+
+    x: torch.Tensor
+    keys: list[str]
+    labels: list[str | None] | None
+    normalization: Normalization
+    source: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.float32 or self.x.ndim < 2:
+            raise SiameseError(f"ItemSet.x must be a float32 tensor (n, ...), got {getattr(self.x, 'dtype', type(self.x))} "
+                               f"with shape {tuple(getattr(self.x, 'shape', ()))}; convert it first")
+        n = self.x.shape[0]
+        if len(self.keys) != n:
+            raise SiameseError(f"{self.source}: {len(self.keys)} keys for {n} items; pass one key per item")
+        _check_unique(self.keys, self.source)
+        if self.labels is not None and len(self.labels) != n:
+            raise SiameseError(f"labels length mismatch in {self.source}: {len(self.labels)} labels for {n} items; "
+                               "pass one label (or None) per item")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None and any(label is not None for label in self.labels)
+
+    def subset(self, indices: Any) -> ItemSet:
+        """Items at int positions (any order, no negatives) or where a bool mask of length n is True."""
+        idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise SiameseError(f"bool mask of shape {idx.shape} for {len(self)} items; pass one flag per item")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64, casting="same_kind").reshape(-1) if idx.size else np.zeros(0, np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise SiameseError(f"subset indices must lie in 0..{len(self) - 1}, got {idx.min()}..{idx.max()}")
+        keys = [self.keys[i] for i in idx.tolist()]
+        labels = None if self.labels is None else [self.labels[i] for i in idx.tolist()]
+        return replace(self, x=self.x[torch.from_numpy(idx)], keys=keys, labels=labels)
+
+    def labelled_mask(self) -> np.ndarray:
+        """(n,) bool: True where the item has a label."""
+        if self.labels is None:
+            return np.zeros(len(self), dtype=bool)
+        return np.fromiter((label is not None for label in self.labels), dtype=bool, count=len(self))
+
+    def label_codes(self) -> tuple[np.ndarray, list[str]]:
+        """(n,) int64 codes into the sorted class list, -1 for unlabelled; integer labels sort numerically."""
+        if self.labels is None:
+            return np.full(len(self), -1, dtype=np.int64), []
+        classes = sorted({label for label in self.labels if label is not None}, key=_class_sort_key(self.labels))
+        index = {c: i for i, c in enumerate(classes)}
+        codes = np.fromiter((index.get(label, -1) if label is not None else -1 for label in self.labels),
+                            dtype=np.int64, count=len(self))
+        return codes, classes
+
+    def with_labels(self, mapping: Mapping[str, str | int], *, strict: bool = True) -> ItemSet:
+        """Labels from key -> label (e.g. LABELS.csv); keys not in mapping get None. strict: unknown keys raise."""
+        if strict:
+            _check_known(mapping, self.keys, self.source)
+        labels = [sources.label_str(mapping[k]) if k in mapping else None for k in self.keys]
+        return replace(self, labels=labels)
+
+
+def _class_sort_key(labels: Sequence[str | None]) -> Any:
+    if all(_INT.match(label) for label in labels if label is not None):
+        return lambda c: (int(c), c)
+    return lambda c: c
+
+
+def _check_unique(keys: Sequence[str], where: str) -> None:
+    if len(set(keys)) != len(keys):
+        dup, count = next((k, c) for k, c in Counter(keys).items() if c > 1)
+        raise SiameseError(f"duplicate keys in {where}: {dup!r} appears {count} times; every item needs a unique key")
+
+
+def _check_known(mapping: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    unknown = set(mapping).difference(keys)
+    if unknown:
+        example = sorted(unknown)[0]
+        raise SiameseError(f"{len(unknown)} label keys are not items of {where} (e.g. {example!r}; item keys look like "
+                           f"{keys[0]!r}); fix the keys in the labels file")
+
+
+def read_labels_csv(path: str | Path) -> dict[str, str]:
+    """LABELS.csv with header `key,label` -> {key: label}; rows with an empty label are left out (unlabelled)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SiameseError(f"labels file not found: {path}; pass a CSV with header key,label")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SiameseError(f"cannot read labels file {path}: {sources.reason(exc)}; use a UTF-8 CSV") from exc
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "key" not in header or "label" not in header:
+        raise SiameseError(f"labels file {path} has header {rows[0] if rows else []}; expected `key,label`")
+    ki, li = header.index("key"), header.index("label")
+    out: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise SiameseError(f"labels file {path} line {line} has {len(row)} cells, expected {len(header)}")
+        key, label = row[ki].strip(), row[li].strip()
+        if not key:
+            raise SiameseError(f"labels file {path} line {line} has an empty key; give every row a key")
+        if key in out:
+            raise SiameseError(f"labels file {path} line {line} repeats key {key!r}; keep one row per key")
+        if label:
+            out[key] = label
+    return out
+
+
+def describe_source(source: Any) -> str:
+    """Short human description (for logs and model metadata); raises SiameseError for unusable sources."""
+    if isinstance(source, ItemSet):
+        return source.source
+    kind, detail = sources.classify(source)
+    if kind == "array":
+        return f"in-memory array of shape {tuple(np.shape(detail))}"
+    if kind == "files":
+        return f"image file {detail[0]}" if len(detail) == 1 else f"{len(detail)} image files ({detail[0]}, ...)"
+    return {"folder": "image folder {}", "image": "image file {}", "npy": "npy file {}", "npz": "npz file {}",
+            "csv": "csv file {}", "mnist-idx": "MNIST idx files in {}", "torchvision": "torchvision {}",
+            "sklearn": "sklearn {} (1797 8x8 images)"}[kind].format(detail)
+
+
+def _open_reader(source: Any, root: str | Path | None, download: bool, split: str | None) -> sources.Reader:
+    kind, detail = sources.classify(source)
+    if split is not None and kind not in ("mnist-idx", "torchvision"):
+        raise SiameseError(f"split={split!r} only applies to mnist-idx:DIR and torchvision:NAME sources, not {kind}")
+    if kind == "array":
+        try:
+            arr = detail.detach().cpu().numpy() if isinstance(detail, torch.Tensor) else np.asarray(detail)
+        except ValueError as exc:
+            raise SiameseError(f"mixed item shapes in the in-memory data ({sources.reason(exc)}); "
+                               "give every item the same shape") from exc
+        return sources.ArrayReader(arr, f"in-memory array of shape {arr.shape}")
+    if kind in ("files", "image"):
+        return sources.image_files_reader(detail if kind == "files" else [detail])
+    if kind == "mnist-idx":
+        return sources.mnist_idx_reader(Path(detail).expanduser(), split)
+    if kind == "torchvision":
+        return sources.torchvision_reader(detail, root, download, split)
+    if kind == "sklearn":
+        return sources.digits_reader()
+    return {"folder": sources.image_folder_reader, "npy": sources.npy_reader, "npz": sources.npz_reader,
+            "csv": sources.csv_reader}[kind](detail)
+
+
+def _image_size(image_size: Any) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
+        raise SiameseError(f"invalid image_size {image_size!r}; expected an int or (height, width) of positive ints")
+    return int(size[0]), int(size[1])
+
+
+def _labels_override(reader: sources.Reader, labels: Any) -> None:
+    """labels: LABELS.csv path, key->label mapping, or one label per item (before limit)."""
+    if labels is None:
+        return
+    if isinstance(labels, (str, Path)):
+        labels = read_labels_csv(labels)
+    if isinstance(labels, Mapping):
+        _check_known(labels, reader.keys, reader.description)
+        reader.labels = [sources.label_str(labels[k]) if k in labels else None for k in reader.keys]
+    else:
+        reader.labels = sources.labels_to_strings(labels, len(reader.keys), reader.description)
+
+
+def _target_shape(shape: tuple[int, ...], channels: int | None, size: tuple[int, int] | None, what: str) -> tuple[int, ...]:
+    if len(shape) != 3:
+        if channels is not None or size is not None:
+            raise SiameseError(f"{what} holds vectors of shape {shape}; channels/image_size only apply to images")
+        return shape
+    c = shape[0] if channels is None else channels
+    if channels is not None and shape[0] != channels and shape[0] - (shape[0] in (2, 4)) not in (1, 3):
+        raise SiameseError(f"{what} has {shape[0]}-channel images; cannot convert to channels={channels}")
+    return (c, *(size or shape[1:]))
+
+
+def _infer_normalization(lo: float, hi: float) -> Normalization:
+    """Global min-max to [0, 1]; data already in [0, 1] is left alone."""
+    if lo >= 0.0 and hi <= 1.0:
+        return Normalization(0.0, 1.0)
+    return Normalization(lo, hi - lo if hi > lo else 1.0)
+
+
+@dataclass
+class _Plan:
+    reader: sources.Reader
+    normalization: Normalization
+    shape: tuple[int, ...]
+    channels: int | None
+    size: tuple[int, int] | None
+
+    def chunk(self, start: int, stop: int) -> ItemSet:
+        x, kept = self.reader.read(start, stop)
+        if x.ndim == 4 and tuple(x.shape[1:]) != self.shape:
+            x = sources.to_channels(x, self.channels)
+            if self.size is not None and tuple(x.shape[-2:]) != self.size:
+                x = TF.resize(x, list(self.size), antialias=True)
+        keys = [self.reader.keys[i] for i in kept.tolist()]
+        labels = None if self.reader.labels is None else [self.reader.labels[i] for i in kept.tolist()]
+        return ItemSet(self.normalization.apply(x).contiguous(), keys, labels, self.normalization, self.reader.description)
+
+
+def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, normalization: Any, on_error: str,
+          root: str | Path | None, download: bool, split: str | None, limit: int | None) -> _Plan:
+    if on_error not in ("raise", "skip"):
+        raise SiameseError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
+    if channels not in (None, 1, 3):
+        raise SiameseError(f"channels={channels!r}; expected 1 (grayscale), 3 (RGB) or None (infer)")
+    if split not in (None, "train", "test"):
+        raise SiameseError(f"split={split!r}; expected 'train', 'test' or None (both)")
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise SiameseError(f"limit={limit!r}; expected a positive int or None")
+    if isinstance(normalization, Mapping):
+        normalization = Normalization.from_dict(normalization)
+    size = _image_size(image_size)
+    reader = _open_reader(source, root, download, split)
+    _labels_override(reader, labels)
+    if limit is not None:
+        reader.limit(int(limit))
+    _check_unique(reader.keys, reader.description)
+    reader.prepare(channels, size, on_error)
+    shape = _target_shape(reader.item_shape, channels, size, reader.description)
+    if normalization is None:
+        normalization = Normalization(*reader.fixed_norm) if reader.fixed_norm else _infer_normalization(*reader.value_range())
+    return _Plan(reader, normalization, shape, channels, size)
+
+
+def _reuse(items: ItemSet, labels: Any, image_size: Any, channels: int | None, normalization: Any,
+           limit: int | None) -> ItemSet:
+    """An existing ItemSet, trimmed/relabelled/reshaped and re-normalised only where asked."""
+    if limit is not None:
+        items = items.subset(np.arange(min(int(limit), len(items))))
+    if labels is not None:
+        if isinstance(labels, (str, Path)):
+            labels = read_labels_csv(labels)
+        items = items.with_labels(labels) if isinstance(labels, Mapping) else \
+            replace(items, labels=sources.labels_to_strings(labels, len(items), items.source))
+    if isinstance(normalization, Mapping):
+        normalization = Normalization.from_dict(normalization)
+    size = _image_size(image_size)
+    shape = _target_shape(items.item_shape, channels, size, items.source)
+    x = items.x
+    if normalization is not None and normalization != items.normalization:
+        x = normalization.apply(items.normalization.invert(x))
+    if shape != items.item_shape:  # resizing and gray/RGB are affine-safe in normalised space
+        x = sources.to_channels(x, channels)
+        x = TF.resize(x, list(shape[1:]), antialias=True) if tuple(x.shape[-2:]) != shape[1:] else x
+    if x is items.x:
+        return items
+    return replace(items, x=x.contiguous(), normalization=normalization or items.normalization)
+
+
+def _log_skipped(reader: sources.Reader) -> None:
+    if reader.skipped:
+        key, reason = reader.skipped[0]
+        log.warning("skipped %d unreadable image files in %s (first: %s: %s)",
+                    len(reader.skipped), reader.description, key, reason)
+
+
+def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None, image_size: int | tuple[int, int] | None = None,
+                     channels: int | None = None, normalization: Normalization | Mapping | None = None,
+                     on_error: str = "raise", root: str | Path | None = None, download: bool = False,
+                     split: str | None = None, limit: int | None = None) -> Iterator[ItemSet]:
+    """ItemSets of <= chunk_size items in source order; memory is bounded by the chunk (files decode per chunk,
+    .npy is memory-mapped). All chunks share one Normalization, inferred up front if not given."""
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise SiameseError(f"chunk_size={chunk_size!r}; expected a positive int")
+    if isinstance(source, ItemSet):
+        items = _reuse(source, labels, image_size, channels, normalization, limit)
+        for start in range(0, len(items), chunk_size):
+            yield items.subset(np.arange(start, min(start + chunk_size, len(items))))
+        return
+    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit)
+    total = 0
+    for start in range(0, len(plan.reader.keys), chunk_size):
+        part = plan.chunk(start, min(start + chunk_size, len(plan.reader.keys)))
+        total += len(part)
+        if len(part):
+            yield part
+    _log_skipped(plan.reader)
+    if total == 0:
+        raise SiameseError(f"no readable items in {plan.reader.description} ({len(plan.reader.skipped)} skipped)")
+
+
+def load_items(source: Any, *, labels: Any = None, image_size: int | tuple[int, int] | None = None,
+               channels: int | None = None, normalization: Normalization | Mapping | None = None,
+               on_error: str = "raise", root: str | Path | None = None, download: bool = False,
+               split: str | None = None, limit: int | None = None) -> ItemSet:
+    """Load a whole source into one ItemSet (see module docs for the accepted sources).
+
+    labels: LABELS.csv path, {key: label} mapping, or one label per item; overrides labels from the source.
+    normalization: apply this one (e.g. a trained model's) instead of the source default / inferred min-max.
+    """
+    if isinstance(source, ItemSet):
+        return _reuse(source, labels, image_size, channels, normalization, limit)
+    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit)
+    items = plan.chunk(0, len(plan.reader.keys))
+    _log_skipped(plan.reader)
+    if len(items) == 0:
+        raise SiameseError(f"no readable items in {plan.reader.description} ({len(plan.reader.skipped)} skipped)")
+    log.info("loaded %d items of shape %s from %s (%s)", len(items), items.item_shape, items.source,
+             f"{len(items.label_codes()[1])} classes" if items.has_labels else "unlabelled")
+    return items

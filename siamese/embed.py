@@ -1,0 +1,43 @@
+"""The one inference path: items -> float32 embeddings of shape (n, d), in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .autoencoders import Autoencoder
+from .errors import SiameseError
+from .items import as_model_input
+
+
+def embed(model: Autoencoder, items, *, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+    """Encode items (ItemSet, array or tensor of shape (n, *input_shape)) into z.
+
+    Runs in eval mode under `torch.inference_mode`, batch by batch, and returns a C-contiguous
+    float32 ndarray of shape (n, latent_dim) ready for `index.VectorIndex`. Items given as an
+    ItemSet are first mapped into the model's normalisation.
+    """
+    return _batched(model, items, model.encode, batch_size, progress, "embed")
+
+
+def reconstruct(model: Autoencoder, items, *, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+    """Reconstructions in the normalised [0, 1] space, shape (n, *input_shape)."""
+    return _batched(model, items, model.reconstruct, batch_size, progress, "reconstruct")
+
+
+def _batched(model: Autoencoder, items, fn, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    if batch_size <= 0:
+        raise SiameseError(f"batch_size must be positive, got {batch_size}")
+    x = as_model_input(model, items)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
+                outputs.append(fn(x[start:start + batch_size]).float().cpu())
+    finally:
+        model.train(was_training)
+    out = torch.cat(outputs) if outputs else torch.empty((0, model.latent_dim))
+    return np.ascontiguousarray(out.numpy(), dtype=np.float32)
