@@ -8,10 +8,7 @@ __version__ = "0.1.0"
 
 from .autoencoders import VARIANTS, Autoencoder, AutoencoderConfig  # noqa: E402
 from .checkpoint import load_model, save_model  # noqa: E402
-try:
-    from .data import ItemSet, Normalization, load_items  # noqa: E402
-except ImportError:  # TEMP until data lands
-    pass
+from .data import ItemSet, Normalization, load_items  # noqa: E402
 from .embed import embed, reconstruct  # noqa: E402
 from .errors import SiameseError  # noqa: E402
 from .models import NetworkConfig  # noqa: E402

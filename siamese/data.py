@@ -39,6 +39,12 @@ class Normalization:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "offset", float(self.offset))
+            object.__setattr__(self, "scale", float(self.scale))
+        except (TypeError, ValueError) as exc:
+            raise SiameseError(f"invalid normalization offset={self.offset!r}, scale={self.scale!r}; "
+                               "expected numbers") from exc
         if not (math.isfinite(self.offset) and math.isfinite(self.scale) and self.scale > 0):
             raise SiameseError(f"invalid normalization offset={self.offset}, scale={self.scale}; "
                                "expected finite numbers with scale > 0")
@@ -56,10 +62,7 @@ class Normalization:
     def from_dict(cls, d: Mapping[str, Any]) -> Normalization:
         if not isinstance(d, Mapping) or set(d) != {"offset", "scale"}:
             raise SiameseError(f"invalid normalization {d!r}; expected a dict with exactly 'offset' and 'scale'")
-        try:
-            return cls(float(d["offset"]), float(d["scale"]))
-        except (TypeError, ValueError) as exc:
-            raise SiameseError(f"invalid normalization {d!r}; 'offset' and 'scale' must be numbers") from exc
+        return cls(d["offset"], d["scale"])
 
 
 @dataclass
@@ -74,8 +77,9 @@ class ItemSet:
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.float32 or self.x.ndim < 2:
-            raise SiameseError(f"ItemSet.x must be a float32 tensor (n, ...), got {getattr(self.x, 'dtype', type(self.x))} "
-                               f"with shape {tuple(getattr(self.x, 'shape', ()))}; convert it first")
+            got = getattr(self.x, "dtype", type(self.x).__name__)
+            raise SiameseError(f"ItemSet.x must be a float32 tensor (n, ...), got {got} with shape "
+                               f"{tuple(getattr(self.x, 'shape', ()))}; convert it first")
         n = self.x.shape[0]
         if len(self.keys) != n:
             raise SiameseError(f"{self.source}: {len(self.keys)} keys for {n} items; pass one key per item")
@@ -106,7 +110,9 @@ class ItemSet:
             if idx.shape != (len(self),):
                 raise SiameseError(f"bool mask of shape {idx.shape} for {len(self)} items; pass one flag per item")
             idx = np.flatnonzero(idx)
-        idx = idx.astype(np.int64, casting="same_kind").reshape(-1) if idx.size else np.zeros(0, np.int64)
+        if idx.size and idx.dtype.kind not in "iu":
+            raise SiameseError(f"subset indices must be ints or a bool mask, got dtype {idx.dtype}")
+        idx = idx.astype(np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise SiameseError(f"subset indices must lie in 0..{len(self) - 1}, got {idx.min()}..{idx.max()}")
         keys = [self.keys[i] for i in idx.tolist()]
@@ -227,8 +233,9 @@ def _open_reader(source: Any, root: str | Path | None, download: bool, split: st
 def _image_size(image_size: Any) -> tuple[int, int] | None:
     if image_size is None:
         return None
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
+    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else \
+        tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
         raise SiameseError(f"invalid image_size {image_size!r}; expected an int or (height, width) of positive ints")
     return int(size[0]), int(size[1])
 
@@ -246,13 +253,16 @@ def _labels_override(reader: sources.Reader, labels: Any) -> None:
         reader.labels = sources.labels_to_strings(labels, len(reader.keys), reader.description)
 
 
-def _target_shape(shape: tuple[int, ...], channels: int | None, size: tuple[int, int] | None, what: str) -> tuple[int, ...]:
+def _target_shape(shape: tuple[int, ...], channels: int | None, size: tuple[int, int] | None,
+                  what: str) -> tuple[int, ...]:
+    """Item shape after channel conversion / resizing; vectors accept neither."""
     if len(shape) != 3:
         if channels is not None or size is not None:
             raise SiameseError(f"{what} holds vectors of shape {shape}; channels/image_size only apply to images")
         return shape
     c = shape[0] if channels is None else channels
-    if channels is not None and shape[0] != channels and shape[0] - (shape[0] in (2, 4)) not in (1, 3):
+    without_alpha = shape[0] - 1 if shape[0] in (2, 4) else shape[0]
+    if channels is not None and shape[0] != channels and without_alpha not in (1, 3):
         raise SiameseError(f"{what} has {shape[0]}-channel images; cannot convert to channels={channels}")
     return (c, *(size or shape[1:]))
 
@@ -280,7 +290,8 @@ class _Plan:
                 x = TF.resize(x, list(self.size), antialias=True)
         keys = [self.reader.keys[i] for i in kept.tolist()]
         labels = None if self.reader.labels is None else [self.reader.labels[i] for i in kept.tolist()]
-        return ItemSet(self.normalization.apply(x).contiguous(), keys, labels, self.normalization, self.reader.description)
+        x = self.normalization.apply(x).contiguous()
+        return ItemSet(x, keys, labels, self.normalization, self.reader.description)
 
 
 def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, normalization: Any, on_error: str,
@@ -304,7 +315,8 @@ def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, norma
     reader.prepare(channels, size, on_error)
     shape = _target_shape(reader.item_shape, channels, size, reader.description)
     if normalization is None:
-        normalization = Normalization(*reader.fixed_norm) if reader.fixed_norm else _infer_normalization(*reader.value_range())
+        fixed = reader.fixed_norm
+        normalization = Normalization(*fixed) if fixed else _infer_normalization(*reader.value_range())
     return _Plan(reader, normalization, shape, channels, size)
 
 
@@ -340,20 +352,23 @@ def _log_skipped(reader: sources.Reader) -> None:
                     len(reader.skipped), reader.description, key, reason)
 
 
-def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None, image_size: int | tuple[int, int] | None = None,
-                     channels: int | None = None, normalization: Normalization | Mapping | None = None,
+def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None,
+                     image_size: int | tuple[int, int] | None = None, channels: int | None = None, normalization: Normalization | Mapping | None = None,
                      on_error: str = "raise", root: str | Path | None = None, download: bool = False,
                      split: str | None = None, limit: int | None = None) -> Iterator[ItemSet]:
     """ItemSets of <= chunk_size items in source order; memory is bounded by the chunk (files decode per chunk,
-    .npy is memory-mapped). All chunks share one Normalization, inferred up front if not given."""
+    .npy is memory-mapped). All chunks share one Normalization, inferred up front if not given.
+    Arguments are validated (and the source opened) on the call, not on the first next()."""
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise SiameseError(f"chunk_size={chunk_size!r}; expected a positive int")
     if isinstance(source, ItemSet):
         items = _reuse(source, labels, image_size, channels, normalization, limit)
-        for start in range(0, len(items), chunk_size):
-            yield items.subset(np.arange(start, min(start + chunk_size, len(items))))
-        return
+        return (items.subset(np.arange(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
     plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit)
+    return _chunks(plan, int(chunk_size))
+
+
+def _chunks(plan: _Plan, chunk_size: int) -> Iterator[ItemSet]:
     total = 0
     for start in range(0, len(plan.reader.keys), chunk_size):
         part = plan.chunk(start, min(start + chunk_size, len(plan.reader.keys)))

@@ -47,7 +47,8 @@ _CHUNK_BYTES = 64 << 20  # block size for scans over memory-mapped arrays
 def reason(exc: BaseException) -> str:
     """First line of an exception message, so SiameseError messages stay one line."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    # torchvision prefixes C++ errors with "decode_image, /path/to/file.cpp:52, "
+    return re.sub(r"^\w+, \S+\.cpp:\d+, ", "", text[0]) if text else type(exc).__name__
 
 
 def labels_to_strings(values: Any, n: int, what: str) -> list[str | None]:
@@ -60,6 +61,8 @@ def labels_to_strings(values: Any, n: int, what: str) -> list[str | None]:
         raise SiameseError(f"labels length mismatch for {what}: {len(values)} labels for {n} items; "
                            "pass exactly one label (or None) per item")
     arr = np.asarray(values) if isinstance(values, np.ndarray) else None
+    if arr is not None and arr.ndim != 1:
+        raise SiameseError(f"labels for {what} have shape {arr.shape}; expected one label per item, shape ({n},)")
     if arr is not None and arr.ndim == 1 and arr.dtype.kind in "iub":
         return arr.astype(np.int64).astype(str).tolist()
     if arr is not None and arr.ndim == 1 and arr.dtype.kind == "f":
@@ -173,9 +176,10 @@ class ArrayReader(Reader):
 
     def read(self, start: int, stop: int) -> tuple[torch.Tensor, np.ndarray]:
         block = np.asarray(self.arr[start:stop], dtype=np.float32)
-        if self.channels_last:
-            block = block.transpose(0, 3, 1, 2)
-        return torch.from_numpy(np.ascontiguousarray(block)), np.arange(start, stop)
+        block = np.ascontiguousarray(block.transpose(0, 3, 1, 2) if self.channels_last else block)
+        if not block.flags.writeable:  # a read-only memory map: copy out of it
+            block = block.copy()
+        return torch.from_numpy(block), np.arange(start, stop)
 
 
 def to_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
@@ -191,7 +195,8 @@ def to_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
         return TF.rgb_to_grayscale(x)
     if channels == 3 and c == 1:
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
-    raise SiameseError(f"cannot convert images with {c} channels to {channels}; pass channels=None or use 1/3-channel images")
+    raise SiameseError(f"cannot convert images with {c} channels to {channels}; "
+                       "pass channels=None or use 1/3-channel images")
 
 
 @contextmanager
@@ -267,7 +272,8 @@ class ImageFilesReader(Reader):
                 sizes.setdefault(size, self.keys[i])
                 keep.append(i)
             if not keep:
-                raise SiameseError(f"no readable images in {self.description} ({len(self.skipped)} unreadable files skipped)")
+                raise SiameseError(f"no readable images in {self.description} "
+                                   f"({len(self.skipped)} unreadable files skipped)")
             if len(keep) < len(self.paths):
                 self.paths = [self.paths[i] for i in keep]
                 self.keys = [self.keys[i] for i in keep]
@@ -518,7 +524,8 @@ def classify(source: Any) -> tuple[str, Any]:
     if match and not Path(text).exists():
         scheme, rest = match.group(1).lower(), match.group(2)
         if scheme in ("mnist-idx", "torchvision", "sklearn") and not rest:
-            raise SiameseError(f"source {text!r} is missing its argument; e.g. mnist-idx:DIR, torchvision:MNIST, sklearn:digits")
+            raise SiameseError(f"source {text!r} is missing its argument; "
+                               "e.g. mnist-idx:DIR, torchvision:MNIST, sklearn:digits")
         if scheme == "sklearn" and rest.lower() != "digits":
             raise SiameseError(f"unknown scikit-learn dataset {rest!r}; only sklearn:digits is supported")
         if scheme in ("mnist-idx", "torchvision", "sklearn"):

@@ -1,0 +1,289 @@
+"""The `siamese` command: parses arguments, calls the Python API, prints results.
+
+Exit codes: 0 success, 2 user error (one line on stderr, no traceback), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import SiameseError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--image-size", type=int, nargs="+", metavar="N", help="resize images to N (or H W)")
+    group.add_argument("--channels", type=int, choices=(1, 3), help="force grayscale (1) or RGB (3)")
+    group.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                       help="unreadable images: fail naming the file (default) or skip them with a warning")
+    group.add_argument("--root", help="dataset root for torchvision:NAME sources")
+    group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
+    group.add_argument("--limit", type=int, help="use only the first N items")
+
+
+def data_kwargs(args: argparse.Namespace, model=None) -> dict:
+    size = args.image_size
+    kwargs = {
+        "image_size": (size[0] if len(size) == 1 else tuple(size[:2])) if size else None,
+        "channels": args.channels,
+        "on_error": args.on_error,
+        "root": args.root,
+        "download": args.download,
+        "limit": args.limit,
+    }
+    if model is not None:
+        from .items import model_normalization
+
+        shape = model.network.input_shape
+        kwargs["normalization"] = model_normalization(model)
+        if len(shape) == 3:
+            kwargs["channels"] = kwargs["channels"] or shape[0]
+            kwargs["image_size"] = kwargs["image_size"] or tuple(shape[1:])
+    return kwargs
+
+
+def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
+    from .data import load_items
+
+    return load_items(source, labels=labels, **data_kwargs(args, model))
+
+
+def add_train_options(parser: argparse.ArgumentParser, epochs: int, lr: float) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=epochs)
+    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--lr", type=float, default=lr, help="peak learning rate (one-cycle schedule)")
+    group.add_argument("--weight-decay", type=float, default=1e-4)
+    group.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default="onecycle")
+    group.add_argument("--val-fraction", type=float, default=0.1)
+    group.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
+    group.add_argument("--grad-clip", type=float, default=5.0)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+
+
+def train_config(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       schedule=args.schedule, val_fraction=args.val_fraction, patience=args.patience,
+                       grad_clip=args.grad_clip or None, seed=args.seed)
+
+
+# ---------------------------------------------------------------- commands
+
+
+@command("pretrain")
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .autoencoders import AutoencoderConfig
+    from .pretrain import pretrain
+
+    config = AutoencoderConfig(variant=args.variant, arch=args.arch, latent_dim=args.latent_dim,
+                               widths=tuple(args.widths or ()), noise=args.noise, k=args.k, beta=args.beta,
+                               sparsity_weight=args.sparsity_weight, contractive_weight=args.contractive_weight,
+                               augment=None if args.augment is None else args.augment == "on")
+    items = load_data(args, args.data)
+    print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
+          f"of shape {items.item_shape} from {items.source}")
+    model = pretrain(items, config, train_config(args), out=args.out, resume=args.resume, progress=not args.quiet)
+    print_history(Path(args.out))
+    print(f"saved {args.out} (fingerprint {model.fingerprint()[:12]})")
+    return 0
+
+
+@command("finetune")
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .finetune import FinetuneConfig, finetune
+
+    model = load_model(args.model)
+    items = load_data(args, args.data, model)
+    config = FinetuneConfig(loss=args.loss, distance=args.distance, pos_margin=args.pos_margin,
+                            neg_margin=args.neg_margin, miner=args.miner, metric_weight=args.metric_weight,
+                            recon_weight=args.recon_weight)
+    labels = args.labels
+    if labels == "items":
+        labels = True
+    tuned = finetune(model, items, pairs=args.pairs, labels=labels, labels_per_class=args.labels_per_class,
+                     config=config, train=train_config(args), out=args.out, resume=args.resume,
+                     progress=not args.quiet)
+    record = tuned.info["finetune"]
+    print_history(Path(args.out))
+    what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
+    print(f"fine-tuned on {what} with {config.loss} loss; validation reconstruction "
+          f"{record['val_reconstruction_before']:.2f} -> {record['val_reconstruction_after']:.2f}")
+    print(f"saved {args.out} (metric {tuned.metric}, fingerprint {tuned.fingerprint()[:12]})")
+    return 0
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .evaluate import evaluate_model
+
+    model = load_model(args.model)
+    reference = load_data(args, args.data, model, labels=args.labels)
+    queries = load_data(args, args.query, model, labels=args.query_labels) if args.query else None
+    scores = evaluate_model(model, reference, queries, k=args.k)
+    if args.json:
+        print(json.dumps(scores.to_dict()))
+    else:
+        for name, value in scores.to_dict().items():
+            print(f"{name:>15}: {value:.4f}")
+    return 0
+
+
+@command("embed")
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from index.atomic import atomic_file
+
+    from .checkpoint import load_model
+    from .embed import embed
+
+    model = load_model(args.model)
+    items = load_data(args, args.data, model)
+    z = embed(model, items, progress=not args.quiet)
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".npy"):
+        raise SiameseError(f"--out must end in .npz or .npy, got {out.name}")
+    with atomic_file(out) as fh:
+        if out.suffix == ".npy":
+            np.save(fh, z)
+        else:
+            labels = np.array(["" if v is None else v for v in items.labels], dtype=str) if items.labels else None
+            extra = {"y": labels} if labels is not None else {}
+            np.savez(fh, z=z, keys=np.array(items.keys, dtype=str), **extra)
+    print(f"wrote {z.shape[0]} x {z.shape[1]} float32 codes to {out}")
+    return 0
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out=Path(args.out), dataset=args.dataset, progress=not args.quiet, seed=args.seed)
+    return 0
+
+
+def print_history(model_dir: Path) -> None:
+    history = model_dir / "history.csv"
+    if history.is_file():
+        lines = history.read_text().splitlines()
+        print(f"{len(lines) - 1} epochs; last: {lines[-1]}  ({history})")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .autoencoders import VARIANTS
+    from .finetune import DISTANCES, LOSSES, MINERS
+
+    parser = argparse.ArgumentParser(prog="siamese", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"siamese {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, help="torch/faiss CPU threads (default: all cores)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="end to end on the embedded digits: pretrain, fine-tune, index, classify")
+    p.add_argument("--out", default="siamese-demo", help="folder for the report, plots, model and index")
+    p.add_argument("--dataset", default="sklearn:digits", help="any DATA source (default sklearn:digits)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("pretrain", help="pretrain an autoencoder on unlabeled items")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--out", required=True, metavar="MODEL")
+    p.add_argument("--variant", choices=VARIANTS, default="denoising")
+    p.add_argument("--arch", choices=("auto", "mlp", "conv"), default="auto")
+    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--widths", type=int, nargs="+", help="MLP hidden sizes or conv channels per stage")
+    p.add_argument("--noise", default="mask:0.1", help="denoising corruption: gaussian:STD | mask:P | none")
+    p.add_argument("--augment", choices=("on", "off"), help="random shift/rotation of images (default: denoising)")
+    p.add_argument("--k", type=int, default=8, help="ksparse: non-zeros kept")
+    p.add_argument("--beta", type=float, default=1.0, help="vae: KL weight")
+    p.add_argument("--sparsity-weight", type=float, default=1e-3)
+    p.add_argument("--contractive-weight", type=float, default=1e-3)
+    add_train_options(p, epochs=20, lr=2e-3)
+    add_data_options(p)
+
+    p = sub.add_parser("finetune", help="fine-tune as a Siamese network on labelled pairs")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", metavar="PAIRS.csv", help="header a,b,label over item keys")
+    source.add_argument("--labels", metavar="LABELS.csv", help="header key,label; or 'items' for DATA's own labels")
+    p.add_argument("--labels-per-class", type=int, metavar="N", help="keep N labelled items per class (seeded)")
+    p.add_argument("--out", required=True, metavar="MODEL2")
+    p.add_argument("--loss", choices=LOSSES, default="contrastive")
+    p.add_argument("--distance", choices=DISTANCES, default="cosine")
+    p.add_argument("--miner", choices=MINERS, default="none")
+    p.add_argument("--pos-margin", type=float, default=0.0)
+    p.add_argument("--neg-margin", type=float, default=1.0)
+    p.add_argument("--metric-weight", type=float, default=10.0, help="weight of the metric loss")
+    p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the reconstruction term")
+    add_train_options(p, epochs=10, lr=1e-3)
+    add_data_options(p)
+
+    p = sub.add_parser("evaluate", help="kNN accuracy, precision@1, MAP@R, NMI/ARI of a model's embedding")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA", help="reference items (with labels)")
+    p.add_argument("--labels", metavar="LABELS.csv")
+    p.add_argument("--query", metavar="DATA2", help="query items (default: leave-one-out on DATA)")
+    p.add_argument("--query-labels", metavar="LABELS.csv")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    add_data_options(p)
+
+    p = sub.add_parser("embed", help="write latent codes (n x d float32) with keys")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--out", required=True, metavar="Z.npz")
+    add_data_options(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from index.errors import VectorIndexError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import faiss
+        import torch
+
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
+    try:
+        return COMMANDS[args.command](args)
+    except (SiameseError, VectorIndexError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"siamese: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("siamese: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

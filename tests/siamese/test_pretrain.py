@@ -1,0 +1,112 @@
+"""Pretraining end to end on tiny data: history, checkpoints, exact resume, save/load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from siamese import AutoencoderConfig, SiameseError, TrainConfig, embed, load_items, load_model, pretrain
+from siamese.train import lr_at
+
+
+@pytest.fixture(scope="module")
+def tiny_images():
+    rng = np.random.default_rng(0)
+    x = (rng.random((60, 1, 8, 8)) > 0.6).astype(np.float32)
+    return load_items(x)
+
+
+CONFIG = AutoencoderConfig(variant="denoising", latent_dim=4, widths=(4, 8), hidden=16)
+TRAIN = TrainConfig(epochs=3, batch_size=16, seed=7)
+
+
+def test_pretrain_writes_a_complete_model_directory(tiny_images, tmp_path):
+    model = pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "m", progress=False)
+    files = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"config.json", "model.safetensors", "history.csv", "checkpoint"} <= files
+    record = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert record["fingerprint"] == model.fingerprint()
+    assert record["autoencoder"]["variant"] == "denoising" and record["info"]["normalization"]
+    assert {"torch", "faiss", "numpy", "siamese"} <= set(record["versions"])
+    assert len((tmp_path / "m" / "history.csv").read_text().splitlines()) == 1 + TRAIN.epochs
+
+
+def test_save_load_gives_bit_identical_embeddings(tiny_images, tmp_path):
+    model = pretrain(tiny_images, CONFIG, TRAIN, progress=False)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert np.array_equal(embed(model, tiny_images), embed(loaded, tiny_images))
+    assert loaded.fingerprint() == model.fingerprint()
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_images):
+    a = pretrain(tiny_images, CONFIG, TRAIN, progress=False)
+    b = pretrain(tiny_images, CONFIG, TRAIN, progress=False)
+    c = pretrain(tiny_images, CONFIG, TrainConfig(epochs=3, batch_size=16, seed=8), progress=False)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_images, tmp_path, monkeypatch):
+    full = pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "full", progress=False)
+
+    import siamese.train as train_module
+
+    calls = {"n": 0}
+    original = train_module.nn.utils.clip_grad_norm_
+
+    def crash_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 1 has 3 steps (54 items / 16): this is mid-epoch 2
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.nn.utils, "clip_grad_norm_", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train_module.nn.utils, "clip_grad_norm_", original)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    resumed = pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "cut", resume=True, progress=False)
+    assert resumed.fingerprint() == full.fingerprint()
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_and_schedule():
+    config = TrainConfig(epochs=10, lr=1.0, warmup=0.2)
+    rates = [lr_at(s, 100, config) for s in range(100)]
+    assert rates[0] < rates[19] and max(rates) == pytest.approx(1.0, rel=0.05) and rates[-1] < 0.01
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("config", "not valid JSON"),
+    ("weights", "safetensors"),
+    ("fingerprint", "fingerprint"),
+    ("missing", "missing"),
+])
+def test_damaged_model_directories_give_clear_errors(tiny_images, tmp_path, damage, match):
+    pretrain(tiny_images, CONFIG, TrainConfig(epochs=1, batch_size=16), out=tmp_path / "m", progress=False)
+    config, weights = tmp_path / "m" / "config.json", tmp_path / "m" / "model.safetensors"
+    if damage == "config":
+        config.write_text("{not json")
+    elif damage == "weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "fingerprint":
+        record = json.loads(config.read_text())
+        record["fingerprint"] = "0" * 64
+        config.write_text(json.dumps(record))
+    else:
+        weights.unlink()
+    with pytest.raises(SiameseError, match=match):
+        load_model(tmp_path / "m")
+
+
+def test_pretrain_rejects_bad_input(tmp_path):
+    with pytest.raises(SiameseError):
+        pretrain(np.zeros((5, 4), dtype=np.float32), CONFIG)
+    with pytest.raises(SiameseError, match="resume"):
+        pretrain(load_items(np.zeros((30, 4), dtype=np.float32)), AutoencoderConfig(latent_dim=2), resume=True)
+    with pytest.raises(SiameseError, match="does not exist"):
+        load_model(tmp_path / "nothing")
