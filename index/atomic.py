@@ -7,6 +7,8 @@ never a mix. Used by both packages: `siamese.checkpoint` imports it from here.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import tempfile
@@ -28,6 +30,22 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -40,9 +58,9 @@ def _fsync_tree(root: Path) -> None:
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success it replaces `target` as a whole.
 
-    The old `target` is moved aside and removed only after the new one is in place, so a
-    crash at any point leaves a loadable directory at `target` (old or new) or, at worst,
-    the old one beside it under a `.old-*` name that the next save cleans up.
+    On Linux the two directories are swapped in one atomic step (renameat2 RENAME_EXCHANGE), so
+    a crash at any point leaves a complete directory at `target`, old or new. Elsewhere the old
+    one is moved aside first and removed only after the new one is in place.
     """
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
@@ -51,7 +69,10 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_tree(tmp)
-        if target.exists():
+        if target.exists() and _exchange(tmp, target):
+            fsync_directory(parent)
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
             os.rmdir(old)
             os.rename(target, old)

@@ -49,22 +49,23 @@ def random_affine(
     x: torch.Tensor,
     generator: torch.Generator | None = None,
     degrees: float = 12.0,
-    translate_px: float = 2.0,
+    translate: float = 1 / 14,
     scale: float = 0.1,
 ) -> torch.Tensor:
-    """Rotate by U(-degrees, degrees), shift by U(-px, px) pixels and scale by U(1-s, 1+s), per item.
+    """Rotate by U(-degrees, degrees), shift by U(-t, t) of the image size (2 px on 28x28) and scale
+    by U(1-s, 1+s), independently per item.
 
     x: float tensor of shape (n, C, H, W); returns the same shape (zero padding outside).
     """
-    n, _, height, width = x.shape
+    n = x.shape[0]
     u = torch.rand(n, 4, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
     angle = u[:, 0] * math.radians(degrees)
     factor = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
     theta = torch.stack(
         [
-            torch.stack([cos, -sin, u[:, 2] * 2 * translate_px / width], 1),
-            torch.stack([sin, cos, u[:, 3] * 2 * translate_px / height], 1),
+            torch.stack([cos, -sin, u[:, 2] * 2 * translate], 1),
+            torch.stack([sin, cos, u[:, 3] * 2 * translate], 1),
         ],
         1,
     )

@@ -1,0 +1,184 @@
+"""Quality protocol on MNIST t10k: first 8000 items = index/training, last 2000 = queries.
+
+Rows, all scored the same way (kNN k=5 accuracy of queries against the index, precision@1,
+MAP@R, NMI of k-means clusters): raw pixels, PCA-32, each autoencoder variant at d=32, d=2
+autoencoders, and the best encoder fine-tuned with 10 (3 seeds) / 100 / all labels per class
+(pairs built only from the labelled subset).
+
+    python benchmarks/quality.py --jobs 2                 # everything (about an hour on 2 cores)
+    python benchmarks/quality.py --quick                  # 2 epochs per model, a smoke run
+
+Trained models and per-row results are cached in --work so an interrupted run continues; the
+baselines are recomputed in every run. The table is printed and written to --work/quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MNIST = f"mnist-idx:{ROOT / 'tests' / 'data' / 'mnist'}"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    variant: str = "denoising"
+    latent_dim: int = 32
+    parent: str | None = None  # fine-tuned rows: the pretrained row they start from
+    per_class: int | None = None  # labelled items per class (None with parent = all labels)
+    seed: int = 0
+    distance: str = "cosine"
+    extra: dict = field(default_factory=dict)
+
+
+PRETRAINED = [Row(f"ae-{v}-32", variant=v) for v in ("plain", "denoising", "sparse", "ksparse", "contractive", "vae")]
+PRETRAINED += [Row("ae-denoising-2", latent_dim=2), Row("ae-plain-2", variant="plain", latent_dim=2)]
+FINETUNED = [Row(f"ft-10pc-s{s}", parent="ae-denoising-32", per_class=10, seed=s) for s in (0, 1, 2)]
+FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
+              Row("ft-all", parent="ae-denoising-32"),
+              Row("ft-100pc-d2", parent="ae-denoising-2", latent_dim=2, per_class=100, distance="euclidean")]
+
+
+def split():
+    from siamese import load_items
+
+    items = load_items(MNIST)
+    return items.subset(np.arange(8000)), items.subset(np.arange(8000, 10000))
+
+
+def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool = False) -> dict:
+    """Train (or load) the row's model and score it; returns the result record (also cached)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from siamese import AutoencoderConfig, TrainConfig, embed, load_model, pretrain
+    from siamese.finetune import FinetuneConfig, finetune
+
+    result_path = work / "results" / f"{row.name}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    train_items, queries = split()
+    model_dir = work / "models" / row.name
+    timing_path = work / "results" / f"{row.name}.timing.json"
+    started = time.perf_counter()
+    if (model_dir / "config.json").exists() and timing_path.exists():
+        model = load_model(model_dir)
+        info, seconds = json.loads(timing_path.read_text())
+        return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only)
+    if row.parent is None:
+        config = AutoencoderConfig(variant=row.variant, latent_dim=row.latent_dim, **row.extra)
+        model = pretrain(train_items, config, TrainConfig(epochs=epochs, seed=row.seed), out=model_dir, progress=False)
+        info = {}
+    else:
+        parent = load_model(work / "models" / row.parent)
+        labels = True
+        model = finetune(parent, train_items, labels=labels, labels_per_class=row.per_class,
+                         config=FinetuneConfig(distance=row.distance, **row.extra),
+                         train=TrainConfig(epochs=ft_epochs, lr=1e-3, seed=row.seed), out=model_dir, progress=False)
+        record = model.info["finetune"]
+        info = {"n_labelled": record["n_labelled"], "recon_before": record["val_reconstruction_before"],
+                "recon_after": record["val_reconstruction_after"]}
+    seconds = time.perf_counter() - started
+    timing_path.parent.mkdir(parents=True, exist_ok=True)
+    timing_path.write_text(json.dumps([info, seconds]))
+    return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only)
+
+
+def finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only) -> dict:
+    from siamese import embed
+
+    if train_only:
+        return {"row": row.name}
+    from siamese.evaluate import score_embeddings
+
+    history = [line.split(",") for line in (model_dir / "history.csv").read_text().splitlines()]
+    header, rows = history[0], history[1:]
+    last = dict(zip(header, rows[-1]))
+    scores = score_embeddings(embed(model, train_items), train_items.labels, embed(model, queries), queries.labels,
+                              metric=model.metric)
+    result = {"row": row.name, **scores.to_dict(), **info, "metric": model.metric, "seconds": seconds,
+              "epochs": len(rows), "seconds_per_epoch": seconds / len(rows),
+              "items_per_second": float(last["items_per_second"]), "val_loss": float(last.get("val_loss", "nan"))}
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result))
+    return result
+
+
+def baselines() -> list[dict]:
+    from sklearn.decomposition import PCA
+
+    from siamese.evaluate import score_embeddings
+
+    train_items, queries = split()
+    raw_train, raw_query = train_items.x.flatten(1).numpy(), queries.x.flatten(1).numpy()
+    pca = PCA(32, random_state=0).fit(raw_train)
+    rows = []
+    for name, a, b in (("raw pixels", raw_train, raw_query),
+                       ("PCA-32", pca.transform(raw_train), pca.transform(raw_query))):
+        rows.append({"row": name, **score_embeddings(a, train_items.labels, b, queries.labels).to_dict(), "metric": "l2"})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| row | kNN acc (k=5) | P@1 | MAP@R | NMI | metric | s/epoch | items/s | recon (val) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        recon = (f"{r['recon_before']:.1f} → {r['recon_after']:.1f}" if "recon_before" in r
+                 else (f"{r['val_loss']:.1f}" if "val_loss" in r else ""))
+        timing = (f"{r['seconds_per_epoch']:.1f} | {r['items_per_second']:.0f}" if "seconds_per_epoch" in r else " | ")
+        lines.append(f"| {r['row']} | {100 * r['knn_accuracy']:.2f}% | {100 * r['precision_at_1']:.2f}% | "
+                     f"{100 * r['map_at_r']:.2f}% | {r['nmi']:.3f} | {r['metric']} | {timing} | {recon} |")
+    return "\n".join(lines)
+
+
+def summary(rows: dict[str, dict]) -> str:
+    seeds = [rows[f"ft-10pc-s{s}"]["knn_accuracy"] for s in range(3) if f"ft-10pc-s{s}" in rows]
+    if not seeds:
+        return ""
+    values = 100 * np.array(seeds)
+    return (f"10 labelled items per class over {len(values)} seeds: mean {values.mean():.2f}%, "
+            f"min {values.min():.2f}%, max {values.max():.2f}%, std {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
+    parser.add_argument("--jobs", type=int, default=1, help="rows trained in parallel (one thread each)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs per model (smoke run)")
+    parser.add_argument("--rows", help="comma-separated row names (default: all)")
+    parser.add_argument("--train-only", action="store_true", help="train and cache the models, score later")
+    args = parser.parse_args()
+    epochs, ft_epochs = (2, 1) if args.quick else (20, 10)
+    work = args.work / ("quick" if args.quick else "full")
+    wanted = set(args.rows.split(",")) if args.rows else None
+    stages = [[r for r in PRETRAINED if not wanted or r.name in wanted],
+              [r for r in FINETUNED if not wanted or r.name in wanted]]
+    results: dict[str, dict] = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for stage in stages:
+            futures = {r.name: pool.submit(run_row, r, work, epochs, ft_epochs, args.train_only) for r in stage}
+            for name, future in futures.items():
+                results[name] = future.result()
+                if not args.train_only:
+                    print(f"{name}: kNN {100 * results[name]['knn_accuracy']:.2f}%", flush=True)
+    if args.train_only:
+        return
+    ordered = baselines() + [results[r.name] for r in PRETRAINED + FINETUNED if r.name in results]
+    report = f"{table(ordered)}\n\n{summary(results)}\n"
+    (work / "quality.md").write_text(report)
+    (work / "quality.json").write_text(json.dumps(ordered, indent=1))
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
