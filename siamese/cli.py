@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA")
     p.add_argument("--out", required=True, metavar="Z.npz")
     add_data_options(p)
+
+    from . import cli_search
+
+    cli_search.register(sub)
     return parser
 
 
@@ -275,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)
     try:
-        return COMMANDS[args.command](args)
+        name = f"index {args.index_command}" if args.command == "index" else args.command
+        return COMMANDS[name](args)
     except (SiameseError, VectorIndexError) as exc:
         message = " ".join(str(exc).split())
         print(f"siamese: error: {message}", file=sys.stderr)

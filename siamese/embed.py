@@ -18,15 +18,16 @@ def embed(model: Autoencoder, items, *, batch_size: int = 1024, progress: bool =
     float32 ndarray of shape (n, latent_dim) ready for `index.VectorIndex`. Items given as an
     ItemSet are first mapped into the model's normalisation.
     """
-    return _batched(model, items, model.encode, batch_size, progress, "embed")
+    return map_batches(model, items, model.encode, batch_size, progress, "embed")
 
 
 def reconstruct(model: Autoencoder, items, *, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
     """Reconstructions in the normalised [0, 1] space, shape (n, *input_shape)."""
-    return _batched(model, items, model.reconstruct, batch_size, progress, "reconstruct")
+    return map_batches(model, items, model.reconstruct, batch_size, progress, "reconstruct")
 
 
-def _batched(model: Autoencoder, items, fn, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+def map_batches(model: Autoencoder, items, fn, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    """Apply `fn` (a model method) to the items batch by batch in eval/inference mode."""
     if batch_size <= 0:
         raise SiameseError(f"batch_size must be positive, got {batch_size}")
     x = as_model_input(model, items)
@@ -39,5 +40,4 @@ def _batched(model: Autoencoder, items, fn, batch_size: int, progress: bool, des
                 outputs.append(fn(x[start:start + batch_size]).float().cpu())
     finally:
         model.train(was_training)
-    out = torch.cat(outputs) if outputs else torch.empty((0, model.latent_dim))
-    return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+    return np.ascontiguousarray(torch.cat(outputs).numpy(), dtype=np.float32)

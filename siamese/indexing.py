@@ -1,0 +1,117 @@
+"""Fill, extend and open FAISS indexes with a model's embeddings.
+
+The hand-off to the `index` package is a float32 (n, d) array. Items are embedded chunk by
+chunk, so building over a folder larger than RAM keeps memory bounded by the chunk size. Every
+index records the fingerprint and summary of the model that produced its vectors, and opening
+it with another model is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from index import VectorIndex
+
+from .autoencoders import Autoencoder
+from .embed import embed
+from .errors import SiameseError
+
+LOG = logging.getLogger(__name__)
+
+
+def model_summary(model: Autoencoder) -> dict[str, Any]:
+    """What an index keeps about its model (JSON), beside the fingerprint."""
+    return {
+        "variant": model.config.variant,
+        "arch": model.network.arch,
+        "latent_dim": model.latent_dim,
+        "input_shape": list(model.network.input_shape),
+        "finetuned": "finetune" in model.info,
+        "metric": model.metric,
+        **({"threshold": model.info["threshold"]} if "threshold" in model.info else {}),
+    }
+
+
+def _chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
+    """ItemSets of <= chunk_size items from any source, already in the model's normalisation."""
+    from .data import ItemSet, iter_item_chunks
+    from .items import model_normalization
+
+    if isinstance(source, ItemSet):
+        for start in range(0, len(source), chunk_size):
+            yield source.subset(range(start, min(len(source), start + chunk_size)))
+        return
+    options = {"normalization": model_normalization(model), **data_options}
+    shape = model.network.input_shape
+    if len(shape) == 3:
+        options.setdefault("channels", shape[0])
+        options.setdefault("image_size", tuple(shape[1:]))
+    yield from iter_item_chunks(source, chunk_size, **options)
+
+
+def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progress: bool, done: int = 0) -> int:
+    """Embed and add every chunk; returns the number of items added."""
+    added = 0
+    bar = tqdm(desc="embed + index", unit="item", initial=done, disable=not progress, leave=False)
+    for chunk in chunks:
+        if labels is not None:
+            chunk = chunk.with_labels(labels, strict=False)
+        index.add(embed(model, chunk), keys=chunk.keys, labels=chunk.labels)
+        added += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    return added
+
+
+def _labels_mapping(labels):
+    if isinstance(labels, (str, Path)):
+        from .data import read_labels_csv
+
+        return read_labels_csv(labels)
+    return labels
+
+
+def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = 65536,
+                progress: bool = False, memory_budget_bytes: int | None = None, **data_options) -> VectorIndex:
+    """Embed every item of `source` (ItemSet or any load_items source) into a new index.
+
+    labels: optional {key: label} mapping (e.g. from LABELS.csv) that overrides the source's own.
+    IVF kinds are trained on the first chunk, so make chunk_size comfortably larger than the
+    number of IVF lists (the default 65536 is).
+    """
+    labels = _labels_mapping(labels)
+    chunks = _chunks(model, source, chunk_size, data_options)
+    first = next(chunks, None)
+    if first is None:
+        raise SiameseError("no items to index: the data source is empty")
+    if labels is not None:
+        first = first.with_labels(labels, strict=False)
+    index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
+                              kind=kind, model_fingerprint=model.fingerprint(),
+                              memory_budget_bytes=memory_budget_bytes, info={"model": model_summary(model)})
+    _add_chunks(index, model, chunks, labels=labels, progress=progress, done=len(first))
+    return index
+
+
+def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, chunk_size: int = 65536,
+              progress: bool = False, force: bool = False, **data_options) -> int:
+    """Append items to an existing index (ids continue; keys already present are refused)."""
+    index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
+    chunks = _chunks(model, source, chunk_size, data_options)
+    added = _add_chunks(index, model, chunks, labels=_labels_mapping(labels), progress=progress)
+    if added == 0:
+        raise SiameseError("no items to add: the data source is empty")
+    return added
+
+
+def open_index(path: str | Path, model: Autoencoder | None = None, *, force: bool = False,
+               untrusted: bool = False) -> VectorIndex:
+    """Load an index and, given a model, refuse it unless the model produced its vectors."""
+    index = VectorIndex.load(path, untrusted=untrusted)
+    if model is not None:
+        index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
+    return index
