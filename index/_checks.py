@@ -54,7 +54,8 @@ def _check_numeric(dtype: np.dtype, name: str, x: Any) -> None:
     dtype = np.dtype(dtype)
     if dtype == np.bool_ or not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
         raise VectorIndexError(
-            f"{name} must have a real numeric dtype (float or int), got {describe(x)}; convert it with np.asarray(x, dtype=np.float32)"
+            f"{name} must have a real numeric dtype (float or int), got {describe(x)}; "
+            f"convert it with np.asarray(x, dtype=np.float32)"
         )
 
 
@@ -70,7 +71,10 @@ def check_matrix(x: Any, name: str, dim: int | None = None) -> tuple[Any, int, i
         raise VectorIndexError(f"{name} must be 2-D of shape (n, d), got {describe(arr)}; reshape it to (n, d)")
     n, d = shape
     if n == 0 or d == 0:
-        raise VectorIndexError(f"{name} is empty ({describe(arr)}); pass at least one vector with at least one dimension")
+        raise VectorIndexError(
+            f"{name} is empty ({describe(arr)}); "
+            f"pass at least one vector with at least one dimension"
+        )
     if dim is not None and d != dim:
         raise VectorIndexError(
             f"{name} has dimension {d} but the index has dimension {dim}; embed with the model the index was built with"
@@ -85,7 +89,8 @@ def check_queries(x: Any, dim: int, name: str = "queries") -> np.ndarray:
     if arr.ndim == 1:
         if arr.shape[0] != dim:
             raise VectorIndexError(
-                f"{name} is a single vector of dimension {arr.shape[0]} but the index has dimension {dim}; pass shape ({dim},) or (n, {dim})"
+                f"{name} is a single vector of dimension {arr.shape[0]} but the index has dimension {dim}; "
+                f"pass shape ({dim},) or (n, {dim})"
             )
         arr = np.asarray(arr).reshape(1, dim)
     arr, _, _ = check_matrix(arr, name, dim)
@@ -94,13 +99,15 @@ def check_queries(x: Any, dim: int, name: str = "queries") -> np.ndarray:
 
 def to_float32(block: Any, name: str, row_offset: int = 0) -> np.ndarray:
     """One chunk as a C-contiguous float32 ndarray; NaN/inf (also float64 overflow) are refused."""
-    out = np.ascontiguousarray(block, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below as non-finite
+        out = np.ascontiguousarray(block, dtype=np.float32)
     finite = np.isfinite(out)
     if not finite.all():
         bad = np.flatnonzero(~finite.all(axis=1))
         rows = preview((bad + row_offset).tolist())
         raise VectorIndexError(
-            f"{name} contains NaN or infinite values (or values too large for float32) in rows {rows}; clean or drop those rows"
+            f"{name} contains NaN or infinite values (or values too large for float32) in rows {rows}; "
+            f"clean or drop those rows"
         )
     return out
 
@@ -125,14 +132,19 @@ def check_choice(value: Any, name: str, valid: Sequence[str]) -> str:
     return value
 
 
-def as_ids(ids: Any, name: str = "ids") -> np.ndarray:
-    """Integer ids as a 1-D int64 array (a scalar becomes one id). Floats, bools and empties refused."""
+def as_ids(ids: Any, name: str = "ids", allow_empty: bool = False) -> np.ndarray:
+    """Integer ids as a 1-D int64 array (a scalar becomes one id). Floats with a fractional part
+    and bools are refused; so is an empty list unless `allow_empty` (lookups of nothing)."""
     if isinstance(ids, (str, bytes)):
         raise VectorIndexError(f"{name} must be integers, got the string {ids!r}; to address items by key use keys=")
     try:
         arr = np.asarray(ids)
     except (ValueError, TypeError):
         raise VectorIndexError(f"{name} must be a 1-D sequence of integers, got {describe(ids)}") from None
+    if arr.size == 0:
+        if allow_empty and arr.ndim == 1:
+            return np.empty(0, dtype=np.int64)
+        raise VectorIndexError(f"{name} is empty; pass at least one id")
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         if arr.size and np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
@@ -156,7 +168,10 @@ def _key(k: Any, name: str, i: int) -> str:
 
 def _as_list(values: Any, name: str, what: str) -> list:
     if isinstance(values, (str, bytes)) or isinstance(values, dict):
-        raise VectorIndexError(f"{name} must be a sequence of {what}, got a single {type(values).__name__}; wrap it in a list")
+        raise VectorIndexError(
+            f"{name} must be a sequence of {what}, got a single {type(values).__name__}; "
+            f"wrap it in a list"
+        )
     if isinstance(values, np.ndarray):
         if values.ndim != 1:
             raise VectorIndexError(f"{name} must be 1-D, got {describe(values)}")
@@ -167,12 +182,12 @@ def _as_list(values: Any, name: str, what: str) -> list:
         raise VectorIndexError(f"{name} must be a sequence of {what}, got {type(values).__name__}") from None
 
 
-def as_keys(keys: Any, n: int | None = None, name: str = "keys") -> list[str]:
+def as_keys(keys: Any, n: int | None = None, name: str = "keys", allow_empty: bool = False) -> list[str]:
     """Keys as a list of str (ints converted with str); length must be n when given."""
     out = _as_list(keys, name, "str keys")
     if n is not None and len(out) != n:
         raise VectorIndexError(f"{name} has {len(out)} entries but there are {n} vectors; pass one key per vector")
-    if n is None and not out:
+    if n is None and not out and not allow_empty:
         raise VectorIndexError(f"{name} is empty; pass at least one key")
     return [_key(k, name, i) for i, k in enumerate(out)]
 
@@ -181,7 +196,10 @@ def as_labels(labels: Any, n: int, name: str = "labels") -> list[str | None]:
     """Labels as a list of str or None (unlabeled); ints are stored as their str()."""
     out = _as_list(labels, name, "labels (str, int or None)")
     if len(out) != n:
-        raise VectorIndexError(f"{name} has {len(out)} entries but there are {n} vectors; pass one label (or None) per vector")
+        raise VectorIndexError(
+            f"{name} has {len(out)} entries but there are {n} vectors; "
+            f"pass one label (or None) per vector"
+        )
     result: list[str | None] = []
     for i, v in enumerate(out):
         if v is None or isinstance(v, str):
@@ -199,7 +217,10 @@ def as_attrs(attrs: Any, n: int, name: str = "attrs") -> list[str | None]:
     """Attributes as JSON text (or None), one JSON object per vector."""
     out = _as_list(attrs, name, "dicts")
     if len(out) != n:
-        raise VectorIndexError(f"{name} has {len(out)} entries but there are {n} vectors; pass one dict (or None) per vector")
+        raise VectorIndexError(
+            f"{name} has {len(out)} entries but there are {n} vectors; "
+            f"pass one dict (or None) per vector"
+        )
     result: list[str | None] = []
     for i, v in enumerate(out):
         if v is None:

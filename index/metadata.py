@@ -134,7 +134,8 @@ class MetadataStore:
         clash = [k for k in keys if k in existing]
         if clash:
             raise VectorIndexError(
-                f"{name} has {len(clash)} key(s) already in the index {preview(clash)}; remove those items first or use new keys"
+                f"{name} has {len(clash)} key(s) already in the index {preview(clash)}; "
+                f"remove those items first or use new keys"
             )
 
     def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +156,8 @@ class MetadataStore:
         if not np.all(found):
             missing = ids[~found]
             raise VectorIndexError(
-                f"{name} has {missing.size} id(s) not in the index {preview(missing.tolist())}; use ids returned by add() or search()"
+                f"{name} has {missing.size} id(s) not in the index {preview(missing.tolist())}; "
+                f"use ids returned by add() or search()"
             )
         return pos
 
@@ -167,7 +169,8 @@ class MetadataStore:
         missing = [k for k in keys if k not in mapping]
         if missing:
             raise VectorIndexError(
-                f"{name} has {len(missing)} key(s) not in the index {preview(missing)}; check spelling or add them first"
+                f"{name} has {len(missing)} key(s) not in the index {preview(missing)}; "
+                f"check spelling or add them first"
             )
         return np.fromiter((mapping[k] for k in keys), dtype=np.int64, count=len(keys))
 

@@ -6,7 +6,7 @@ Reported distances are always "smaller is closer", so results of every metric so
 metric     faiss index metric       faiss value v               reported distance
 =========  =======================  ==========================  ============================
 "l2"       METRIC_L2                squared Euclidean           sqrt(v) (Euclidean)
-"cosine"   METRIC_INNER_PRODUCT     cosine similarity (vectors  1 - v (in [0, 2])
+"cosine"   METRIC_INNER_PRODUCT     cosine similarity (vectors  1 - v (clipped to [0, 2])
                                     are L2-normalised on add
                                     and on query)
 "ip"       METRIC_INNER_PRODUCT     inner product               -v
@@ -45,7 +45,8 @@ class Metric:
         if not np.all(norms > 0):
             bad = np.flatnonzero(norms[:, 0] <= 0) + row_offset
             raise VectorIndexError(
-                f"{name} has zero-norm rows {preview(bad.tolist())}, which have no cosine direction; drop them or use metric='l2'"
+                f"{name} has zero-norm rows {preview(bad.tolist())}, which have no cosine direction; "
+                f"drop them or use metric='l2'"
             )
         return (x / norms).astype(np.float32, copy=False)
 
@@ -55,7 +56,7 @@ class Metric:
         if self.name == "l2":
             return np.sqrt(np.maximum(raw, 0.0))
         if self.name == "cosine":
-            return (1.0 - raw).astype(np.float32)
+            return np.clip(1.0 - raw, 0.0, 2.0).astype(np.float32)  # rounding/PQ error can leave [0, 2]
         return -raw
 
     def to_faiss_radius(self, radius: float) -> float:
@@ -81,7 +82,7 @@ class Metric:
             return np.sqrt(np.einsum("qcd,qcd->qc", diff, diff))
         if self.name == "cosine":
             q = q / np.linalg.norm(q, axis=1, keepdims=True)
-            return 1.0 - np.einsum("qcd,qd->qc", v, q)
+            return np.clip(1.0 - np.einsum("qcd,qd->qc", v, q), 0.0, 2.0)
         return -np.einsum("qcd,qd->qc", v, q)
 
 

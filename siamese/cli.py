@@ -51,9 +51,8 @@ def data_kwargs(args: argparse.Namespace, model=None) -> dict:
 
         shape = model.network.input_shape
         kwargs["normalization"] = model_normalization(model)
-        if len(shape) == 3:
+        if len(shape) == 3:  # grey <-> RGB follows the model; sizes must match (or pass --image-size)
             kwargs["channels"] = kwargs["channels"] or shape[0]
-            kwargs["image_size"] = kwargs["image_size"] or tuple(shape[1:])
     return kwargs
 
 
@@ -183,13 +182,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def print_history(model_dir: Path) -> None:
+    import csv
+
     history = model_dir / "history.csv"
     if history.is_file():
-        lines = history.read_text().splitlines()
-        print(f"{len(lines) - 1} epochs; last: {lines[-1]}  ({history})")
+        rows = list(csv.DictReader(history.open()))
+        last = rows[-1]
+        val = f", validation loss {float(last['val_loss']):.4g}" if last.get("val_loss") else ""
+        print(f"{len(rows)} epochs ({float(last['seconds']):.1f} s/epoch, {float(last['items_per_second']):.0f} "
+              f"items/s); final training loss {float(last['train_loss']):.4g}{val}")
 
 
 # ---------------------------------------------------------------- parser
+
+
+def _general_options(parser: argparse.ArgumentParser, default) -> None:
+    group = parser.add_argument_group("general")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False), help="no progress bars")
+    group.add_argument("--threads", type=int, default=default(None), help="torch/faiss CPU threads (default: all)")
+    group.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log details")
+
+
+class Subcommands:
+    """Wraps `add_subparsers()` so every sub-command also accepts the general options after its
+    name (`siamese pretrain DATA ... -q`), without overriding them when given before it."""
+
+    def __init__(self, action):
+        self.action = action
+        self.common = argparse.ArgumentParser(add_help=False)
+        _general_options(self.common, lambda value: argparse.SUPPRESS)
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.action.add_parser(name, parents=[self.common], **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,12 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .autoencoders import VARIANTS
     from .finetune import DISTANCES, LOSSES, MINERS
 
-    parser = argparse.ArgumentParser(prog="siamese", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="siamese", description="Metric learning on unlabeled data: pretrain an autoencoder, fine-tune it as a "
+        "Siamese network on a few labelled pairs, search, classify and score items with FAISS.",
+        epilog="Exit codes: 0 success, 2 user error (one line on stderr), 1 a bug.")
     parser.add_argument("--version", action="version", version=f"siamese {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=int, help="torch/faiss CPU threads (default: all cores)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _general_options(parser, lambda value: value)
+    sub = Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("demo", help="end to end on the embedded digits: pretrain, fine-tune, index, classify")
     p.add_argument("--out", default="siamese-demo", help="folder for the report, plots, model and index")
@@ -290,5 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m siamese.cli`: run the imported module so commands register once
+    from siamese.cli import main as _main
+
+    sys.exit(_main())

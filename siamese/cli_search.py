@@ -12,7 +12,7 @@ import numpy as np
 
 from index.atomic import atomic_file
 
-from .cli import add_data_options, command, data_kwargs, load_data
+from .cli import Subcommands, add_data_options, command, data_kwargs, load_data
 from .errors import SiameseError
 
 
@@ -267,7 +267,7 @@ def _plot_samples(model, args):
 def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
     p = sub.add_parser("index", help="build, extend or describe a FAISS index of embeddings")
-    index_sub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    index_sub = Subcommands(p.add_subparsers(dest="index_command", required=True, metavar="ACTION"))
     b = index_sub.add_parser("build", help="embed DATA with MODEL into a new index")
     b.add_argument("model", metavar="MODEL")
     b.add_argument("data", metavar="DATA")

@@ -49,7 +49,6 @@ def _chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
     shape = model.network.input_shape
     if len(shape) == 3:
         options.setdefault("channels", shape[0])
-        options.setdefault("image_size", tuple(shape[1:]))
     yield from iter_item_chunks(source, chunk_size, **options)
 
 

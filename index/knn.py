@@ -1,0 +1,198 @@
+"""k-nearest-neighbour classification over the labelled items of a `VectorIndex`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import faiss
+import numpy as np
+
+from ._faiss import faiss_call
+from ._checks import check_choice, check_positive_int, check_queries
+from .errors import VectorIndexError
+from .vector_index import SearchResult, VectorIndex
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS = ("uniform", "distance")
+_RERANK_MARGIN = 4  # extra float32 candidates re-ranked in float64 so near-ties resolve exactly
+_CHUNK_ELEMENTS = 1 << 22  # bound on per-chunk temporaries (queries x classes, queries x candidates x d)
+
+
+@dataclass
+class _Labelled:
+    """Snapshot of the labelled items for one index version (row = position)."""
+
+    version: int
+    ids: np.ndarray  # int64 (m,)
+    codes: np.ndarray  # intp (m,), index into classes
+    classes: np.ndarray  # object (c,), sorted str labels
+    flat: Any = None  # exact mode: faiss IndexFlat whose rows are the positions
+    vectors: np.ndarray | None = None  # exact mode: float32 (m, d) view of flat's storage
+    owner: Any = None  # keeps the faiss object that owns `flat`/`vectors` alive
+    selector: Any = None  # approximate mode: IDSelectorBatch of labelled ids (None = all)
+
+
+class KNNClassifier:
+    """sklearn-style kNN classifier whose training set is the labelled items of an index.
+
+    Only labelled items vote: the search runs over the labelled items alone, so every query
+    gets exactly k labelled neighbours however many unlabeled items surround it. Labels are
+    the index's str labels; `classes_` lists them sorted (str order, e.g. "10" < "2").
+
+    exact=True (default): brute force over the labelled vectors (the index itself when it is
+    flat and fully labelled, otherwise a private IndexFlat copy of the labelled vectors), and
+    the k + 4 best float32 candidates are re-ranked in float64, so neighbours and predictions
+    match sklearn's KNeighborsClassifier(algorithm="brute") on the same vectors. Cost is a full
+    float32 GEMM against the labelled set, i.e. about sklearn's own cost, not less.
+    exact=False: search with the index's own structure (hnsw/ivf/ivfpq) restricted to labelled
+    ids by an IDSelector: much faster on large indexes, but an approximate index can miss true
+    neighbours, so predictions may differ from brute force.
+
+    weights="uniform": one vote per neighbour. weights="distance": 1 / distance, and when some
+    neighbours are at distance 0 only those vote (sklearn's rule); not available for metric
+    "ip", whose distances (-inner product) can be negative.
+
+    Ties: the tied class that comes first in `classes_` wins, as with sklearn (argmax of the
+    vote matrix, which is scipy.stats.mode's smallest-label rule for uniform weights).
+    The classifier follows the index: items added or removed later are picked up on next use.
+    """
+
+    def __init__(self, index: VectorIndex, *, k: int = 5, weights: str = "uniform", exact: bool = True) -> None:
+        if not isinstance(index, VectorIndex):
+            raise VectorIndexError(f"index must be a VectorIndex, got {type(index).__name__}")
+        self.index = index
+        self.k = check_positive_int(k, "k")
+        self.weights = check_choice(weights, "weights", WEIGHTS)
+        if not isinstance(exact, bool):
+            raise VectorIndexError(f"exact must be True or False, got {exact!r}")
+        self.exact = exact
+        if weights == "distance" and index.metric == "ip":
+            raise VectorIndexError(
+                "weights='distance' needs non-negative distances but metric 'ip' reports -inner product; "
+                "use weights='uniform' or metric='cosine'"
+            )
+        self._state: _Labelled | None = None
+        self._labelled()  # fail early when the index has no labels
+
+    def __repr__(self) -> str:
+        return f"KNNClassifier(k={self.k}, weights={self.weights!r}, exact={self.exact}, index={self.index!r})"
+
+    # -- labelled snapshot ------------------------------------------------------------------------
+
+    def _labelled(self) -> _Labelled:
+        index = self.index
+        if self._state is not None and self._state.version == index._version:
+            return self._state
+        ids, labels = index._meta.labelled()
+        if ids.size == 0:
+            raise VectorIndexError("the index has no labelled items; add vectors with labels= to classify")
+        classes, codes = np.unique(labels, return_inverse=True)
+        state = _Labelled(version=index._version, ids=ids, codes=codes.astype(np.intp).ravel(), classes=classes.astype(object))
+        if self.exact:
+            self._attach_flat(state)
+        elif ids.size != len(index):
+            state.selector = faiss.IDSelectorBatch(ids)
+        self._state = state
+        logger.debug("kNN snapshot: %d labelled items, %d classes", ids.size, classes.size)
+        return state
+
+    def _attach_flat(self, state: _Labelled) -> None:
+        index, d = self.index, self.index.dim
+        m = state.ids.size
+        if index.kind == "flat" and m == len(index):
+            owner = index._faiss  # IndexIDMap2: its inner IndexFlat rows are in ascending id order
+            flat = faiss.downcast_index(owner.index)
+            if not np.array_equal(faiss.vector_to_array(owner.id_map), state.ids):
+                raise RuntimeError("flat id map out of order")
+        else:
+            owner = flat = faiss.IndexFlat(d, index._metric.faiss_metric)
+            for chunk_ids, vectors in index.iter_vectors():
+                keep = np.isin(chunk_ids, state.ids, assume_unique=True)
+                if keep.any():
+                    faiss_call(flat, "add", np.ascontiguousarray(vectors[keep]))
+        state.flat, state.owner = flat, owner
+        state.vectors = faiss.rev_swig_ptr(flat.get_xb(), m * d).reshape(m, d)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Sorted unique labels (object array of str), the columns of votes/predict_proba."""
+        return self._labelled().classes.copy()
+
+    # -- neighbours --------------------------------------------------------------------------------
+
+    def _chunks(self, queries: Any) -> Iterator[tuple[slice, _Labelled, np.ndarray, np.ndarray]]:
+        """Per query chunk: (rows, state, positions intp (c, k) (-1 = none), distances float64 (c, k))."""
+        state = self._labelled()
+        index = self.index
+        raw_q = check_queries(queries, index.dim)
+        k = index._check_k(self.k, state.ids.size, "the labelled items")
+        q = index.prepare_queries(raw_q)
+        width = min(state.ids.size, k + _RERANK_MARGIN) if self.exact else k
+        per_query = max(state.classes.size, width * index.dim, 1)
+        step = int(max(1, min(8192, _CHUNK_ELEMENTS // per_query)))
+        for start in range(0, q.shape[0], step):
+            rows = slice(start, min(q.shape[0], start + step))
+            if self.exact:
+                _, pos = faiss_call(state.flat, "search", q[rows], width)
+                dist = index._metric.exact(raw_q[rows], state.vectors[pos])
+                order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+                pos = np.take_along_axis(pos, order, axis=1)
+                dist = np.take_along_axis(dist, order, axis=1)
+            else:
+                raw, hit_ids = index._raw_search(q[rows], k, state.selector)
+                pos = np.searchsorted(state.ids, hit_ids)
+                pos[hit_ids < 0] = -1
+                dist = index._metric.to_distance(raw).astype(np.float64)
+                dist[hit_ids < 0] = np.inf
+            yield rows, state, pos.astype(np.intp, copy=False), dist
+
+    def _weights(self, pos: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        valid = pos >= 0
+        if self.weights == "uniform":
+            return valid.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            w = 1.0 / np.maximum(dist, 0.0)
+        exact_hits = np.isinf(w) & valid
+        rows = exact_hits.any(axis=1)
+        w[rows] = exact_hits[rows]
+        w[~valid] = 0.0
+        return w
+
+    def _vote_chunk(self, state: _Labelled, pos: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        n_classes = state.classes.size
+        weights = self._weights(pos, dist)
+        codes = np.where(pos >= 0, state.codes[np.maximum(pos, 0)], 0)
+        flat = (np.arange(pos.shape[0])[:, None] * n_classes + codes).ravel()
+        return np.bincount(flat, weights=weights.ravel(), minlength=pos.shape[0] * n_classes).reshape(pos.shape[0], n_classes)
+
+    def kneighbors(self, queries: Any) -> SearchResult:
+        """The k labelled neighbours that vote: arrays of shape (n_queries, k), best first."""
+        parts = []
+        for _, state, pos, dist in self._chunks(queries):
+            ids = np.where(pos >= 0, state.ids[np.maximum(pos, 0)], -1)
+            parts.append((ids, dist.astype(np.float32)))
+        ids = np.concatenate([p[0] for p in parts])
+        keys, labels = self.index._meta.lookup(ids)
+        return SearchResult(ids=ids, keys=keys, distances=np.concatenate([p[1] for p in parts]), labels=labels)
+
+    # -- classification ------------------------------------------------------------------------------
+
+    def votes(self, queries: Any) -> np.ndarray:
+        """Summed vote weights, float64 (n_queries, n_classes); columns follow `classes_`."""
+        return np.concatenate([self._vote_chunk(state, pos, dist) for _, state, pos, dist in self._chunks(queries)])
+
+    def predict_proba(self, queries: Any) -> np.ndarray:
+        """Vote shares, float64 (n_queries, n_classes), rows sum to 1; columns follow `classes_`."""
+        votes = self.votes(queries)
+        total = votes.sum(axis=1, keepdims=True)
+        return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
+
+    def predict(self, queries: Any) -> np.ndarray:
+        """Winning label per query, object array of str, shape (n_queries,)."""
+        out = []
+        for _, state, pos, dist in self._chunks(queries):
+            out.append(state.classes[np.argmax(self._vote_chunk(state, pos, dist), axis=1)])
+        return np.concatenate(out).astype(object)

@@ -1,0 +1,174 @@
+"""On-disk layout of a saved index and its integrity checks.
+
+A saved index is a directory::
+
+    manifest.json   format "siamese-index", format_version 1, dim, metric, kind, params, count,
+                    next_id, model_fingerprint, info, created_at, library versions and the
+                    sha256 + size of every other file
+    vectors.faiss   faiss.write_index output
+    meta.sqlite     item metadata (see metadata.py)
+    vectors.npy     float32 (count, dim) stored vectors   } flat/hnsw by default,
+    ids.npy         int64 (count,) their ids              } ivf/ivfpq on request
+
+Checksums are verified before any file is parsed: faiss's reader trusts the sizes written in
+the file, so unverified bytes must never reach it. A checksum only detects corruption or edits
+that did not also rewrite the manifest; for files from an untrusted source load with
+`untrusted=True`, which never parses vectors.faiss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import VectorIndexError
+
+FORMAT = "siamese-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FAISS_FILE = "vectors.faiss"
+META_FILE = "meta.sqlite"
+VECTORS_FILE = "vectors.npy"
+IDS_FILE = "ids.npy"
+KNOWN_FILES = (FAISS_FILE, META_FILE, VECTORS_FILE, IDS_FILE)
+_CHUNK = 1 << 20
+
+_REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "format_version": int,
+    "dim": int,
+    "metric": str,
+    "kind": str,
+    "params": dict,
+    "count": int,
+    "next_id": int,
+    "model_fingerprint": (str, type(None)),
+    "info": dict,
+    "files": dict,
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    (directory / MANIFEST).write_text(text + "\n", encoding="utf-8")
+
+
+def is_index_directory(path: Path) -> bool:
+    """True if `path` holds a manifest of this format (so overwriting it is expected)."""
+    try:
+        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Parse and shape-check manifest.json; VectorIndexError naming the file on any problem."""
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise VectorIndexError(f"index directory {str(directory)!r} does not exist; pass the directory given to save()")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VectorIndexError(
+            f"{MANIFEST} is missing in {str(directory)!r}; "
+            f"this is not a saved index (or the save was incomplete)"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VectorIndexError(
+            f"{MANIFEST} in {str(directory)!r} is not valid JSON ({exc}); "
+            f"restore the index from a good copy"
+        ) from None
+    if not isinstance(data, dict):
+        raise VectorIndexError(
+            f"{MANIFEST} must hold a JSON object, got {type(data).__name__}; "
+            f"restore the index from a good copy"
+        )
+    if data.get("format") != FORMAT:
+        raise VectorIndexError(
+            f"{MANIFEST} has format {data.get('format')!r}, expected {FORMAT!r}; "
+            f"this directory is not a siamese index"
+        )
+    version = data.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise VectorIndexError(
+            f"{MANIFEST} has format_version {version!r} but this library reads version {FORMAT_VERSION}; "
+            f"use a matching library version or re-save the index"
+        )
+    for field, types in _REQUIRED_FIELDS.items():
+        value = data.get(field)
+        if field not in data or not isinstance(value, types) or isinstance(value, bool):
+            raise VectorIndexError(
+                f"{MANIFEST} field {field!r} is missing or has the wrong type ({value!r}); "
+                f"restore the index from a good copy"
+            )
+    for field in ("dim", "count", "next_id"):
+        if data[field] < (1 if field == "dim" else 0):
+            raise VectorIndexError(
+                f"{MANIFEST} field {field!r} has invalid value {data[field]!r}; "
+                f"restore the index from a good copy"
+            )
+    for name, entry in data["files"].items():
+        if name not in KNOWN_FILES:
+            raise VectorIndexError(f"{MANIFEST} lists unexpected file {name!r}; expected only {', '.join(KNOWN_FILES)}")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not isinstance(entry.get("bytes"), int)
+        ):
+            raise VectorIndexError(
+                f"{MANIFEST} entry for {name} must have sha256 and bytes; "
+                f"restore the index from a good copy"
+            )
+    return data
+
+
+def _check_entry(directory: Path, name: str, manifest: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    entry = manifest["files"].get(name)
+    if entry is None:
+        raise VectorIndexError(f"{MANIFEST} does not list {name}; restore the index from a good copy")
+    path = directory / name
+    if not path.is_file():
+        raise VectorIndexError(f"{name} is missing from {str(directory)!r}; restore the index from a good copy")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise VectorIndexError(
+            f"{name} has {size} bytes but {MANIFEST} records {entry['bytes']} (truncated or modified); "
+            f"restore the index from a good copy"
+        )
+    return path, entry
+
+
+def _mismatch(name: str) -> VectorIndexError:
+    return VectorIndexError(f"{name} fails its sha256 check (corrupted or modified since save); restore the index from a good copy")
+
+
+def verify_file(directory: Path, name: str, manifest: dict[str, Any]) -> Path:
+    """Check presence, size and sha256 of one listed file; return its path."""
+    path, entry = _check_entry(directory, name, manifest)
+    if sha256_file(path) != entry["sha256"]:
+        raise _mismatch(name)
+    return path
+
+
+def verified_bytes(directory: Path, name: str, manifest: dict[str, Any]) -> bytes:
+    """Read one listed file into memory and check its sha256 on exactly those bytes."""
+    path, entry = _check_entry(directory, name, manifest)
+    data = path.read_bytes()
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise _mismatch(name)
+    return data
