@@ -7,6 +7,7 @@ service can load an index without the training stack.
 from .cluster import kmeans
 from .errors import VectorIndexError
 from .knn import KNNClassifier
+from .propagation import propagate_labels, propagated_index
 from .vector_index import SearchResult, VectorIndex
 
 __all__ = ["VectorIndex", "SearchResult", "KNNClassifier", "kmeans", "VectorIndexError"]

@@ -157,6 +157,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = _model(args.model)
     index = _index_for(args.index, model, args)
     items = load_data(args, args.data, model, labels=args.labels)
+    n_labelled = int(sum(1 for v in index.labels_for_ids(index.ids) if v is not None))
+    propagate = args.propagate == "on" or (args.propagate == "auto" and n_labelled < len(index) / 2)
+    if propagate:
+        from index.propagation import propagated_index
+
+        index = propagated_index(index, k=args.propagate_k)
+        print(f"propagated {n_labelled} labels over the {args.propagate_k}-nearest-neighbour graph of the "
+              f"{len(index)} indexed items")
     classifier = KNNClassifier(index, k=args.k, weights=args.weights)
     proba = classifier.predict_proba(embed(model, items, progress=not args.quiet))
     classes = np.asarray(classifier.classes_, dtype=object)
@@ -171,7 +179,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 writer.writerow(row + ([items.labels[i] or ""] if items.has_labels else []))
     counts = Counter(predicted.tolist())
     print(f"classified {len(items)} items by their {args.k} nearest labelled neighbours "
-          f"({int(sum(1 for v in index.labels_for_ids(index.ids) if v is not None))} labelled in the index)")
+          f"({n_labelled} of {len(index)} indexed items carry labels)")
     print("predicted per class: " + ", ".join(f"{c}: {counts[c]}" for c in classes if counts[c]))
     if items.has_labels:
         mask = items.labelled_mask()
@@ -307,6 +315,9 @@ def register(sub) -> None:
     c.add_argument("-k", type=int, default=5)
     c.add_argument("--weights", choices=("uniform", "distance"), default="uniform")
     c.add_argument("--labels", metavar="LABELS.csv", help="true labels of DATA, to report accuracy")
+    c.add_argument("--propagate", choices=("auto", "on", "off"), default="auto",
+                   help="spread the index's labels over its kNN graph first (auto: when under half are labelled)")
+    c.add_argument("--propagate-k", type=int, default=10, help="neighbours per item in the propagation graph")
     c.add_argument("--out", metavar="PRED.csv")
     c.add_argument("--force", action="store_true")
     add_data_options(c)
