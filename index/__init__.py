@@ -10,4 +10,6 @@ from .knn import KNNClassifier
 from .propagation import propagate_labels, propagated_index
 from .vector_index import SearchResult, VectorIndex
 
-__all__ = ["VectorIndex", "SearchResult", "KNNClassifier", "kmeans", "VectorIndexError"]
+__all__ = [
+    "VectorIndex", "SearchResult", "KNNClassifier", "kmeans", "VectorIndexError", "propagate_labels", "propagated_index",
+]

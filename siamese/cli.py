@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from .errors import SiameseError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -33,7 +35,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                        help="unreadable images: fail naming the file (default) or skip them with a warning")
     group.add_argument("--root", help="dataset root for torchvision:NAME sources")
     group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
-    group.add_argument("--limit", type=int, help="use only the first N items")
+    group.add_argument("--skip", type=int, default=0, help="leave out the first N items (before --limit)")
+    group.add_argument("--limit", type=int, help="use only N items (after --skip)")
 
 
 def data_kwargs(args: argparse.Namespace, model=None) -> dict:
@@ -44,7 +47,7 @@ def data_kwargs(args: argparse.Namespace, model=None) -> dict:
         "on_error": args.on_error,
         "root": args.root,
         "download": args.download,
-        "limit": args.limit,
+        "limit": None if args.limit is None else args.skip + args.limit,
     }
     if model is not None:
         from .items import model_normalization
@@ -59,7 +62,14 @@ def data_kwargs(args: argparse.Namespace, model=None) -> dict:
 def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
     from .data import load_items
 
-    return load_items(source, labels=labels, **data_kwargs(args, model))
+    options = data_kwargs(args, model)
+    skip = args.skip
+    if skip < 0 or (args.limit is not None and args.limit <= 0):
+        raise SiameseError("--skip must be >= 0 and --limit > 0")
+    items = load_items(source, labels=labels, **options)
+    if skip >= len(items):
+        raise SiameseError(f"--skip {skip} leaves no items: {source} has {len(items)}")
+    return items.subset(np.arange(skip, len(items))) if skip else items
 
 
 def add_train_options(parser: argparse.ArgumentParser, epochs: int, lr: float) -> None:

@@ -29,8 +29,8 @@ def _index_for(path: str, model, args: argparse.Namespace):
 
 
 def _data_options(args: argparse.Namespace) -> dict:
-    options = data_kwargs(args)
-    return {k: v for k, v in options.items() if v not in (None, "raise", False) or k == "on_error"}
+    options = {k: v for k, v in data_kwargs(args).items() if v not in (None, False) or k == "on_error"}
+    return {**options, "skip": args.skip} if args.skip else options
 
 
 @command("index build")
@@ -91,7 +91,7 @@ def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray | None:
     source = index.info.get("source")
     if not source:
         return None
-    options = data_kwargs(args, model)
+    options = {**data_kwargs(args, model), "limit": None}
     flat = [str(k) for k in keys.ravel()]
     if Path(source).is_dir():
         items = load_items([str(Path(source) / k) for k in flat], **options)

@@ -214,4 +214,26 @@ def finetune(
         LOG.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
     if out is not None:
         save_model(tuned, out)
+        if codes is not None:
+            _write_labels_used(Path(out) / "labels-used.csv", items.keys, codes, items.label_codes()[1]
+                               if labels is True else None, labels)
     return tuned
+
+
+def _write_labels_used(path: Path, keys, codes: np.ndarray, classes, labels) -> None:
+    """The labelled items fine-tuning saw (key,label): reuse them to label an index (--labels)."""
+    import csv
+
+    from index.atomic import atomic_file
+
+    if classes is None:  # labels came from a mapping / file: recover the strings from it
+        from .data import read_labels_csv
+
+        mapping = read_labels_csv(labels) if isinstance(labels, (str, Path)) else labels
+        rows = [(k, str(mapping[k])) for k, c in zip(keys, codes) if c >= 0]
+    else:
+        rows = [(k, classes[c]) for k, c in zip(keys, codes) if c >= 0]
+    with atomic_file(path, "w") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["key", "label"])
+        writer.writerows(rows)

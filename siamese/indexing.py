@@ -46,10 +46,16 @@ def _chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
             yield source.subset(range(start, min(len(source), start + chunk_size)))
         return
     options = {"normalization": model_normalization(model), **data_options}
+    skip = options.pop("skip", 0)
     shape = model.network.input_shape
     if len(shape) == 3:
         options.setdefault("channels", shape[0])
-    yield from iter_item_chunks(source, chunk_size, **options)
+    for chunk in iter_item_chunks(source, chunk_size, **options):
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        yield chunk.subset(range(skip, len(chunk))) if skip else chunk
+        skip = 0
 
 
 def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progress: bool, done: int = 0) -> int:

@@ -1,0 +1,72 @@
+"""One-class anomaly detection on the MNIST split: train on one digit, score all 2000 queries.
+
+For each digit c: pretrain an autoencoder on the items of the first 8000 labelled c (labels
+are used only to pick them), index their embeddings, and score the last 2000 items by
+reconstruction error and by mean distance to their 5 nearest normal items. The other nine
+digits are the anomalies. Reports AUROC per digit and the mean (Deep SVDD: 0.948).
+
+    python benchmarks/anomaly.py [--epochs 30] [--variant denoising]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--variant", default="denoising")
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--digits", default="0123456789")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "work" / "anomaly.json")
+    args = parser.parse_args()
+
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from index import VectorIndex
+    from siamese import AutoencoderConfig, TrainConfig, embed, load_items, pretrain
+    from siamese.anomaly import score_items
+
+    torch.set_num_threads(2)
+    items = load_items(f"mnist-idx:{ROOT / 'tests' / 'data' / 'mnist'}")
+    train, queries = items.subset(np.arange(8000)), items.subset(np.arange(8000, 10000))
+    rows = []
+    for digit in args.digits:
+        started = time.perf_counter()
+        normal = train.subset(np.array(train.labels) == digit)
+        model = pretrain(normal, AutoencoderConfig(variant=args.variant, latent_dim=args.latent_dim),
+                         TrainConfig(epochs=args.epochs, batch_size=64, val_fraction=0), progress=False)
+        index = VectorIndex.build(embed(model, normal), keys=normal.keys, metric=model.metric)
+        scores = score_items(model, queries, index=index, k=5)
+        is_anomaly = np.array(queries.labels) != digit
+        row = {"digit": digit, "normal_items": len(normal),
+               "auroc_reconstruction": roc_auc_score(is_anomaly, scores.reconstruction),
+               "auroc_knn": roc_auc_score(is_anomaly, scores.knn_distance),
+               "auroc_combined": roc_auc_score(is_anomaly, scores.combined),
+               "seconds": time.perf_counter() - started}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    means = {k: float(np.mean([r[k] for r in rows])) for k in ("auroc_reconstruction", "auroc_knn", "auroc_combined")}
+    print("| digit | normal items | AUROC reconstruction | AUROC kNN distance | AUROC combined |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['digit']} | {r['normal_items']} | {r['auroc_reconstruction']:.3f} | {r['auroc_knn']:.3f} | "
+              f"{r['auroc_combined']:.3f} |")
+    print(f"| mean | | {means['auroc_reconstruction']:.3f} | {means['auroc_knn']:.3f} | {means['auroc_combined']:.3f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows": rows, "mean": means, "args": vars(args) | {"out": str(args.out)}}))
+
+
+if __name__ == "__main__":
+    main()
