@@ -42,7 +42,8 @@ class Row:
 
 
 PRETRAINED = [Row(f"ae-{v}-32", variant=v) for v in ("plain", "denoising", "sparse", "ksparse", "contractive", "vae")]
-PRETRAINED += [Row("ae-denoising-2", latent_dim=2), Row("ae-plain-2", variant="plain", latent_dim=2)]
+PRETRAINED += [Row("ae-denoising-2", latent_dim=2), Row("ae-plain-2", variant="plain", latent_dim=2),
+               Row("ae-vae-2", variant="vae", latent_dim=2)]
 FINETUNED = [Row(f"ft-10pc-s{s}", parent="ae-denoising-32", per_class=10, seed=s) for s in (0, 1, 2)]
 FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
               Row("ft-all", parent="ae-denoising-32"),

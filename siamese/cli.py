@@ -134,8 +134,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     record = tuned.info["finetune"]
     print_history(Path(args.out))
     what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
-    print(f"fine-tuned on {what} with {config.loss} loss; validation reconstruction "
-          f"{record['val_reconstruction_before']:.2f} -> {record['val_reconstruction_after']:.2f}")
+    before, after = record["val_reconstruction_before"], record["val_reconstruction_after"]
+    recon = f"; validation reconstruction {before:.2f} -> {after:.2f}" if before is not None else ""
+    print(f"fine-tuned on {what} with {config.loss} loss{recon}")
     print(f"saved {args.out} (metric {tuned.metric}, fingerprint {tuned.fingerprint()[:12]})")
     return 0
 
@@ -159,8 +160,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @command("embed")
 def cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from index.atomic import atomic_file
 
     from .checkpoint import load_model

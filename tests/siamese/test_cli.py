@@ -85,6 +85,10 @@ def test_classify_and_anomaly(workspace, capsys, tmp_path):
     assert code == 0 and "accuracy" in out
     rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
     assert len(rows) == 6 and {r["predicted"] for r in rows} <= {"0", "1"}
+    code, out, _ = run(capsys, "classify", workspace / "index", workspace / "tuned", workspace / "more", "--skip", "1",
+                       "--limit", "2", "--out", tmp_path / "pred2.csv")
+    assert code == 0 and [r["key"] for r in csv.DictReader(open(tmp_path / "pred2.csv"))] == [
+        r["key"] for r in rows[1:3]]
     code, out, _ = run(capsys, "anomaly", workspace / "tuned", workspace / "more", "--index", workspace / "index",
                        "--out", tmp_path / "scores.csv", "--plot", tmp_path / "hist.png")
     rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
