@@ -11,11 +11,14 @@ from .checkpoint import load_model, save_model  # noqa: E402
 from .data import ItemSet, Normalization, load_items  # noqa: E402
 from .embed import embed, reconstruct  # noqa: E402
 from .errors import SiameseError  # noqa: E402
+from .finetune import FinetuneConfig, finetune  # noqa: E402
+from .indexing import add_items, build_index, open_index  # noqa: E402
 from .models import NetworkConfig  # noqa: E402
 from .pretrain import pretrain  # noqa: E402
 from .train import TrainConfig  # noqa: E402
 
 __all__ = [
-    "VARIANTS", "Autoencoder", "AutoencoderConfig", "ItemSet", "NetworkConfig", "Normalization",
-    "SiameseError", "TrainConfig", "embed", "load_items", "load_model", "pretrain", "reconstruct", "save_model",
+    "VARIANTS", "Autoencoder", "AutoencoderConfig", "FinetuneConfig", "ItemSet", "NetworkConfig", "Normalization",
+    "SiameseError", "TrainConfig", "add_items", "build_index", "embed", "finetune", "load_items", "load_model",
+    "open_index", "pretrain", "reconstruct", "save_model",
 ]
