@@ -38,12 +38,13 @@ class Row:
     per_class: int | None = None  # labelled items per class (None with parent = all labels)
     seed: int = 0
     distance: str = "cosine"
+    epochs: int | None = None  # epochs in a full run (scaled down with --quick); None = the default 20
     extra: dict = field(default_factory=dict)
 
 
 PRETRAINED = [Row(f"ae-{v}-32", variant=v) for v in ("plain", "denoising", "sparse", "ksparse", "contractive", "vae")]
 PRETRAINED += [Row("ae-denoising-2", latent_dim=2), Row("ae-plain-2", variant="plain", latent_dim=2),
-               Row("ae-vae-2", variant="vae", latent_dim=2)]
+               Row("ae-vae-2", variant="vae", latent_dim=2), Row("ae-denoising-2-e40", latent_dim=2, epochs=40)]
 FINETUNED = [Row(f"ft-10pc-s{s}", parent="ae-denoising-32", per_class=10, seed=s) for s in (0, 1, 2)]
 FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
               Row("ft-all", parent="ae-denoising-32"),
@@ -78,7 +79,7 @@ def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool 
         return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only)
     if row.parent is None:
         config = AutoencoderConfig(variant=row.variant, latent_dim=row.latent_dim, **row.extra)
-        model = pretrain(train_items, config, TrainConfig(epochs=epochs, seed=row.seed), out=model_dir, progress=False)
+        model = pretrain(train_items, config, TrainConfig(epochs=(row.epochs * epochs) // 20 if row.epochs else epochs, seed=row.seed), out=model_dir, progress=False)
         info = {}
     else:
         parent = load_model(work / "models" / row.parent)

@@ -70,7 +70,9 @@ def test_explicit_pair_file_is_honoured_exactly(two_clusters, pretrained, tmp_pa
     write_pairs_csv(path, pairs, two_clusters.keys)
     expected = {(min(a, b), max(a, b), int(y)) for a, b, y in zip(pairs.a, pairs.b, pairs.label)}
 
-    import siamese.finetune as module
+    import sys
+
+    module = sys.modules["siamese.finetune"]  # the package re-exports a function of the same name
 
     seen = set()
     original = module.sample_pair_batch
