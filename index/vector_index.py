@@ -330,7 +330,9 @@ class VectorIndex:
         if force:
             logger.warning("model mismatch ignored (force=True): %s", message)
             return
-        raise VectorIndexError(f"model mismatch: {message}; rebuild the index with this model or pass force=True")
+        raise VectorIndexError(
+            f"model mismatch: {message}; rebuild the index with this model or pass force=True (CLI: --force)"
+        )
 
     # -- training / adding -----------------------------------------------------------------------
 
