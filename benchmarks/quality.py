@@ -50,7 +50,6 @@ FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
               Row("ft-all", parent="ae-denoising-32"),
               Row("ft-all-w50", parent="ae-denoising-32", extra={"metric_weight": 50.0}),
               Row("ft-100pc-d2", parent="ae-denoising-2", latent_dim=2, per_class=100, distance="euclidean"),
-              Row("ft-100pc-d2-e40", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, distance="euclidean"),
               Row("ft-100pc-d2-e40-cos", parent="ae-denoising-2-e40", latent_dim=2, per_class=100)]
 
 

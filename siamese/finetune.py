@@ -39,8 +39,7 @@ class FinetuneConfig:
     """How labelled pairs shape the embedding."""
 
     loss: str = "contrastive"  # one of LOSSES (pytorch-metric-learning)
-    distance: str = "cosine"  # "cosine": L2 between unit-normalised z (index metric cosine); "euclidean": L2
-    #                           in units of the pretrained embedding's median pair distance (index metric l2)
+    distance: str = "cosine"  # "cosine": L2 between unit-normalised z (index metric cosine); "euclidean": raw L2
     pos_margin: float = 0.0  # contrastive: same pairs closer than this cost nothing
     neg_margin: float = 1.0  # contrastive: different pairs farther than this cost nothing
     triplet_margin: float = 0.2  # triplet loss margin
@@ -155,7 +154,6 @@ def finetune(
 
     tuned = copy.deepcopy(model)
     x = as_model_input(tuned, items)
-    scale = _distance_scale(tuned, x, train.seed) if config.distance == "euclidean" else 1.0
     image_items = x.ndim == 4
     train_idx, val_idx = split_validation(len(x), train.val_fraction, train.seed)
     x_val = x[val_idx]
@@ -183,7 +181,7 @@ def finetune(
         recon, _ = m.loss(torch.cat([x[unlabelled_idx], x_lab]), generator)
         if config.augment and image_items:
             x_lab = random_affine(x_lab, generator)
-        z = m.encode(x_lab) / scale
+        z = m.encode(x_lab)
         if indices_tuple is None:
             y = codes_t[labelled_idx]
             mined = miner_fn(z, y) if miner_fn is not None else None
@@ -209,7 +207,7 @@ def finetune(
             "n_labelled": int(len(labelled)) if labelled is not None else None,
             "n_pairs": len(pairs) if pairs is not None else None,
             "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,
-            "loss_object": type(loss_fn).__name__, "distance_scale": scale,
+            "loss_object": type(loss_fn).__name__,
         },
     }
     if recon_before is not None:
@@ -220,17 +218,6 @@ def finetune(
             _write_labels_used(Path(out) / "labels-used.csv", items.keys, codes, items.label_codes()[1]
                                if labels is True else None, labels)
     return tuned
-
-
-def _distance_scale(model: Autoencoder, x: torch.Tensor, seed: int, n: int = 1000) -> float:
-    """Median distance between pretrained embeddings of random item pairs, so that euclidean
-    margins mean the same whatever the scale of z (the AE loss does not fix it)."""
-    generator = torch.Generator().manual_seed(seed)
-    sample = x[torch.randperm(len(x), generator=generator)[:n]]
-    model.eval()
-    with torch.no_grad():
-        z = model.encode(sample)
-    return float(torch.pdist(z).median().clamp_min(1e-6))
 
 
 def _write_labels_used(path: Path, keys, codes: np.ndarray, classes, labels) -> None:
