@@ -36,7 +36,7 @@ def map_batches(model: Autoencoder, items, fn, batch_size: int, progress: bool, 
     outputs = []
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
+            for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
                 outputs.append(fn(x[start:start + batch_size]).float().cpu())
     finally:
         model.train(was_training)

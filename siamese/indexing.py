@@ -61,7 +61,7 @@ def _chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
 def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progress: bool, done: int = 0) -> int:
     """Embed and add every chunk; returns the number of items added."""
     added = 0
-    bar = tqdm(desc="embed + index", unit="item", initial=done, disable=not progress, leave=False)
+    bar = tqdm(desc="embed + index", unit="item", initial=done, disable=None if progress else True, leave=False)
     for chunk in chunks:
         if labels is not None:
             chunk = chunk.with_labels(labels, strict=False)

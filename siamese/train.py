@@ -121,8 +121,8 @@ def fit(
     while state.epoch < config.epochs and not state.stop:
         model.train()
         started, running, parts_sum = time.perf_counter(), 0.0, {}
-        bar = tqdm(total=steps_per_epoch, desc=f"{description} {state.epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(total=steps_per_epoch, desc=f"{description} {state.epoch + 1}/{config.epochs}",  # hidden off-TTY
+                   disable=None if progress else True, leave=False, dynamic_ncols=True)
         for i, batch in enumerate(batches(state.epoch, generator)):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, config)
