@@ -182,11 +182,17 @@ def _as_list(values: Any, name: str, what: str) -> list:
         raise VectorIndexError(f"{name} must be a sequence of {what}, got {type(values).__name__}") from None
 
 
+def _per_vector(values: Any, n: int, name: str, what: str, one: str) -> list[Any]:
+    """`values` as a list with exactly one entry (`one`) per vector."""
+    out = _as_list(values, name, what)
+    if len(out) != n:
+        raise VectorIndexError(f"{name} has {len(out)} entries but there are {n} vectors; pass {one} per vector")
+    return out
+
+
 def as_keys(keys: Any, n: int | None = None, name: str = "keys", allow_empty: bool = False) -> list[str]:
     """Keys as a list of str (ints converted with str); length must be n when given."""
-    out = _as_list(keys, name, "str keys")
-    if n is not None and len(out) != n:
-        raise VectorIndexError(f"{name} has {len(out)} entries but there are {n} vectors; pass one key per vector")
+    out = _as_list(keys, name, "str keys") if n is None else _per_vector(keys, n, name, "str keys", "one key")
     if n is None and not out and not allow_empty:
         raise VectorIndexError(f"{name} is empty; pass at least one key")
     return [_key(k, name, i) for i, k in enumerate(out)]
@@ -194,12 +200,7 @@ def as_keys(keys: Any, n: int | None = None, name: str = "keys", allow_empty: bo
 
 def as_labels(labels: Any, n: int, name: str = "labels") -> list[str | None]:
     """Labels as a list of str or None (unlabeled); ints are stored as their str()."""
-    out = _as_list(labels, name, "labels (str, int or None)")
-    if len(out) != n:
-        raise VectorIndexError(
-            f"{name} has {len(out)} entries but there are {n} vectors; "
-            f"pass one label (or None) per vector"
-        )
+    out = _per_vector(labels, n, name, "labels (str, int or None)", "one label (or None)")
     result: list[str | None] = []
     for i, v in enumerate(out):
         if v is None or isinstance(v, str):
@@ -215,12 +216,7 @@ def as_labels(labels: Any, n: int, name: str = "labels") -> list[str | None]:
 
 def as_attrs(attrs: Any, n: int, name: str = "attrs") -> list[str | None]:
     """Attributes as JSON text (or None), one JSON object per vector."""
-    out = _as_list(attrs, name, "dicts")
-    if len(out) != n:
-        raise VectorIndexError(
-            f"{name} has {len(out)} entries but there are {n} vectors; "
-            f"pass one dict (or None) per vector"
-        )
+    out = _per_vector(attrs, n, name, "dicts", "one dict (or None)")
     result: list[str | None] = []
     for i, v in enumerate(out):
         if v is None:
