@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import KNNClassifier, VectorIndex
+from index import KNNClassifier
 from index.atomic import atomic_file
 
 from .anomaly import score_items
@@ -23,6 +23,7 @@ from .autoencoders import AutoencoderConfig
 from .data import load_items
 from .embed import embed, reconstruct
 from .errors import SiameseError
+from .evaluate import knn_accuracy
 from .finetune import finetune
 from .indexing import build_index
 from .pretrain import pretrain
@@ -47,12 +48,6 @@ class DemoConfig:
 
 def _epochs(base: int, n: int) -> int:
     return int(np.clip(round(base * 1500 / max(n, 1)), 3, base))
-
-
-def _accuracy(reference, reference_labels, queries, query_labels, metric: str, k: int) -> float:
-    index = VectorIndex.build(reference, labels=reference_labels, metric=metric, kind="flat")
-    predicted = KNNClassifier(index, k=k).predict(queries)
-    return float(np.mean(predicted.astype(str) == np.asarray(query_labels, dtype=str)))
 
 
 def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = True, seed: int = 0,
@@ -92,9 +87,10 @@ def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = Tru
     predicted = KNNClassifier(index, k=config.k).predict(embed(tuned, held))
     _write_predictions(out / "predictions.csv", held, predicted)
     raw_train, raw_held = train.x.flatten(1).numpy(), held.x.flatten(1).numpy()
+    z_ae, z_ft = embed(ae, train), embed(tuned, train)
     table = {
-        "raw pixels": _accuracy(raw_train, train.labels, raw_held, held.labels, "l2", config.k),
-        "autoencoder": _accuracy(embed(ae, train), train.labels, embed(ae, held), held.labels, ae.metric, config.k),
+        "raw pixels": knn_accuracy(raw_train, train.labels, raw_held, held.labels, k=config.k),
+        "autoencoder": knn_accuracy(z_ae, train.labels, embed(ae, held), held.labels, k=config.k, metric=ae.metric),
         "fine-tuned": float(np.mean(predicted.astype(str) == np.asarray(held.labels, dtype=str))),
     }
 
@@ -105,7 +101,6 @@ def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = Tru
 
     say("[6/6] plotting")
     figures = out / "plots"
-    z_ae, z_ft = embed(ae, train), embed(tuned, train)
     hits = index.search(embed(tuned, held.subset(range(6))), 9)
     neighbours = _images_for_keys(train, hits.keys)
     paths = [
