@@ -1,8 +1,9 @@
 """`siamese demo`: the whole pipeline on the embedded digits (or any source) in about a minute.
 
 pretrain a denoising AE -> fine-tune with 10 labelled items per class -> index the training
-items -> classify held-out items by their nearest neighbours -> score anomalies -> plots and a
-markdown report comparing raw pixels, the AE and the fine-tuned encoder.
+items (only those 10 per class carry labels) -> classify held-out items by their nearest labelled
+neighbours, labels propagated over the index -> score anomalies -> plots and a markdown report
+comparing raw pixels, the AE and the fine-tuned encoder with the same few labels.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from index import KNNClassifier
+from index.propagation import propagated_index
 from index.atomic import atomic_file
 
 from .anomaly import score_items
@@ -24,12 +26,14 @@ from .data import load_items
 from .embed import embed, reconstruct
 from .errors import SiameseError
 from .evaluate import knn_accuracy
-from .finetune import finetune
+from .data import read_labels_csv
+from .finetune import FinetuneConfig, finetune
 from .indexing import build_index
 from .pretrain import pretrain
 from .train import TrainConfig
 
 LOG = logging.getLogger(__name__)
+CLASSIFY_ROW = "fine-tuned + label propagation"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class DemoConfig:
     widths: tuple[int, ...] = (32, 64)
     pretrain_epochs: int = 40  # for ~1500 items; scaled down for larger sets
     finetune_epochs: int = 20
+    distance: str = "euclidean"  # on 8x8 digits raw L2 measured 0.5-1 point above cosine (5 seeds)
     k: int = 5
     seed: int = 0
 
@@ -78,21 +83,25 @@ def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = Tru
     say(f"[3/6] fine-tuning as a Siamese network with {config.labels_per_class} labelled items per class "
         f"({epochs} epochs, contrastive loss + reconstruction)")
     tuned = finetune(ae, train, labels=True, labels_per_class=config.labels_per_class,
+                     config=FinetuneConfig(distance=config.distance),
                      train=TrainConfig(epochs=epochs, lr=1e-3, batch_size=64, seed=config.seed),
                      out=out / "model-finetuned", progress=progress)
+    known = read_labels_csv(out / "model-finetuned" / "labels-used.csv")
 
-    say("[4/6] indexing the training items and classifying the held-out items by their 5 nearest neighbours")
-    index = build_index(tuned, train)
+    say(f"[4/6] indexing the training items ({len(known)} of them labelled) and classifying the held-out "
+        f"items by their {config.k} nearest neighbours, labels propagated over the index")
+    index = build_index(tuned, train, labels=known)
     index.save(out / "index")
-    predicted = KNNClassifier(index, k=config.k).predict(embed(tuned, held))
+    predicted = KNNClassifier(propagated_index(index), k=config.k).predict(embed(tuned, held))
     _write_predictions(out / "predictions.csv", held, predicted)
-    raw_train, raw_held = train.x.flatten(1).numpy(), held.x.flatten(1).numpy()
-    z_ae, z_ft = embed(ae, train), embed(tuned, train)
-    table = {
-        "raw pixels": knn_accuracy(raw_train, train.labels, raw_held, held.labels, k=config.k),
-        "autoencoder": knn_accuracy(z_ae, train.labels, embed(ae, held), held.labels, k=config.k, metric=ae.metric),
-        "fine-tuned": float(np.mean(predicted.astype(str) == np.asarray(held.labels, dtype=str))),
-    }
+    few_labels = [known.get(key) for key in train.keys]
+    references = {"raw pixels": (train.x.flatten(1).numpy(), held.x.flatten(1).numpy(), "l2"),
+                  "autoencoder": (embed(ae, train), embed(ae, held), ae.metric),
+                  "fine-tuned": (embed(tuned, train), embed(tuned, held), tuned.metric)}
+    table = {name: knn_accuracy(z, few_labels, z_held, held.labels, k=config.k, metric=metric)
+             for name, (z, z_held, metric) in references.items()}
+    table[CLASSIFY_ROW] = float(np.mean(predicted.astype(str) == np.asarray(held.labels, dtype=str)))
+    z_ae, z_ft = references["autoencoder"][0], references["fine-tuned"][0]
 
     say("[5/6] scoring anomalies (reconstruction error and distance to the 5 nearest indexed items)")
     scores = score_items(tuned, held, index=index, k=config.k)
@@ -117,11 +126,11 @@ def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = Tru
                                    title="reconstruction error of held-out items", score_name="reconstruction error"),
     ]
     seconds = time.perf_counter() - started
-    report = _report(items, train, held, table, scores, top, paths, out, seconds, config)
+    report = _report(items, train, held, len(known), table, scores, top, paths, out, seconds, config)
     with atomic_file(out / "report.md", "w") as fh:
         fh.write(report)
     say("")
-    say(_table(table, len(held)))
+    say(_table(table, len(held), len(known)))
     say("")
     say(f"most anomalous held-out items: {', '.join(held.keys[i] for i in top[:5])}")
     say(f"report: {out / 'report.md'}   plots: {figures}/   index: {out / 'index'}   "
@@ -136,8 +145,10 @@ def _images_for_keys(items, keys: np.ndarray) -> np.ndarray:
     return items.x[flat].numpy().reshape(*keys.shape, *items.item_shape)
 
 
-def _table(table: dict[str, float], n: int) -> str:
-    lines = [f"| embedding | kNN accuracy on {n} held-out items |", "|---|---|"]
+def _table(table: dict[str, float], n: int, n_labelled: int) -> str:
+    """Every row votes among the same labelled training items; the last row first spreads their
+    labels over all indexed items (what `siamese classify` does when few items are labelled)."""
+    lines = [f"| embedding | kNN accuracy on {n} held-out items, {n_labelled} labelled references |", "|---|---|"]
     lines += [f"| {name} | {100 * acc:.2f}% |" for name, acc in table.items()]
     return "\n".join(lines)
 
@@ -158,7 +169,8 @@ def _write_anomalies(path: Path, scores) -> None:
                              f"{scores.combined[i]:.4f}"])
 
 
-def _report(items, train, held, table, scores, top, paths, out: Path, seconds: float, config: DemoConfig) -> str:
+def _report(items, train, held, n_labelled: int, table, scores, top, paths, out: Path, seconds: float,
+            config: DemoConfig) -> str:
     images = "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in paths)
     anomalies = "\n".join(f"| {held.keys[i]} | {held.labels[i]} | {scores.reconstruction[i]:.2f} | "
                           f"{scores.knn_distance[i]:.4f} |" for i in top)
@@ -166,9 +178,11 @@ def _report(items, train, held, table, scores, top, paths, out: Path, seconds: f
 
 Data: {items.source}, {len(items)} items of shape {items.item_shape}; {len(train)} indexed, {len(held)} held out
 (seed {config.seed}). The autoencoder saw no labels; fine-tuning used {config.labels_per_class} labelled items
-per class; the index holds the training items with their labels.
+per class, and only those items carry labels in the index. Each row classifies the held-out items by a
+vote of their {config.k} nearest labelled training items in that embedding; the last row is the demo's
+classifier: the labels are first propagated over the index's kNN graph (`siamese classify`).
 
-{_table(table, len(held))}
+{_table(table, len(held), n_labelled)}
 
 ## Most anomalous held-out items
 
