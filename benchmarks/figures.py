@@ -26,8 +26,8 @@ def main() -> None:
     out = ROOT / "docs" / "images"
     items = load_items(f"mnist-idx:{ROOT / 'tests' / 'data' / 'mnist'}")
     train, queries = items.subset(np.arange(8000)), items.subset(np.arange(8000, 10000))
-    for name, title in (("ae-denoising-2", "MNIST mapped to 2-D by a denoising autoencoder (no labels)"),
-                        ("ft-100pc-d2", "the same encoder fine-tuned with 100 labelled items per class")):
+    for name, title in (("ae-denoising-2-e40", "MNIST mapped to 2-D by a denoising autoencoder (no labels)"),
+                        ("ft-100pc-d2-e40", "the same encoder fine-tuned with 100 labelled items per class")):
         if (models / name).exists():
             model = load_model(models / name)
             plot_latent(embed(model, queries), queries.labels, out / f"latent-{name}.png", title=title)

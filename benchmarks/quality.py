@@ -38,7 +38,7 @@ class Row:
     per_class: int | None = None  # labelled items per class (None with parent = all labels)
     seed: int = 0
     distance: str = "cosine"
-    epochs: int | None = None  # epochs in a full run (scaled down with --quick); None = the stage's default
+    epochs: int | None = None  # pretraining epochs in a full run (scaled down with --quick); None = 20
     extra: dict = field(default_factory=dict)
 
 
@@ -51,9 +51,7 @@ FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
               Row("ft-all-w50", parent="ae-denoising-32", extra={"metric_weight": 50.0}),
               Row("ft-100pc-d2", parent="ae-denoising-2", latent_dim=2, per_class=100, distance="euclidean"),
               Row("ft-100pc-d2-e40-cos", parent="ae-denoising-2-e40", latent_dim=2, per_class=100),
-              Row("ft-100pc-d2-e40", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, distance="euclidean"),
-              Row("ft-100pc-d2-e40-ft30", parent="ae-denoising-2-e40", latent_dim=2, per_class=100,
-                  distance="euclidean", epochs=30)]
+              Row("ft-100pc-d2-e40", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, distance="euclidean")]
 
 
 def split():
@@ -91,7 +89,7 @@ def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool 
         labels = True
         model = finetune(parent, train_items, labels=labels, labels_per_class=row.per_class,
                          config=FinetuneConfig(distance=row.distance, **row.extra),
-                         train=TrainConfig(epochs=(row.epochs * ft_epochs) // 10 if row.epochs else ft_epochs, lr=1e-3, seed=row.seed), out=model_dir, progress=False)
+                         train=TrainConfig(epochs=ft_epochs, lr=1e-3, seed=row.seed), out=model_dir, progress=False)
         record = model.info["finetune"]
         info = {"n_labelled": record["n_labelled"], "recon_before": record["val_reconstruction_before"],
                 "recon_after": record["val_reconstruction_after"]}
