@@ -12,8 +12,9 @@ import ctypes.util
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 
 def fsync_directory(path: Path) -> None:
@@ -112,3 +113,43 @@ def atomic_file(target: str | os.PathLike, mode: str = "wb") -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes when `path` is replaced by `atomic_directory` (a new inode, new times)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+T = TypeVar("T")
+
+
+def read_consistently(
+    directory: str | os.PathLike,
+    read: Callable[[], T],
+    retry_on: tuple[type[BaseException], ...],
+    attempts: int = 50,
+) -> T:
+    """Run `read()` on a directory that another process may be replacing with `atomic_directory`.
+
+    A reader that opens several files by path can straddle a swap (old manifest, new data), so
+    the read is repeated, up to `attempts` times, whenever the directory was replaced while it
+    ran; a failure (`retry_on`) with the directory unchanged is a real problem and is raised.
+    """
+    directory = Path(directory)
+    for attempt in range(attempts):
+        before = _identity(directory)
+        last = attempt == attempts - 1
+        try:
+            result = read()
+        except retry_on:
+            if last or _identity(directory) == before:
+                raise
+            time.sleep(0.001 * (attempt + 1))
+            continue
+        if _identity(directory) == before or last:
+            return result
+    raise AssertionError("unreachable")  # the last attempt returns or raises

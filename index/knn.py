@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import faiss
 import numpy as np
 
-from ._faiss import faiss_call
+from ._faiss import faiss_call, flat_search
 from ._checks import check_choice, check_positive_int, check_queries
 from .errors import VectorIndexError
 from .vector_index import SearchResult, VectorIndex
@@ -58,9 +59,14 @@ class KNNClassifier:
     Ties: the tied class that comes first in `classes_` wins, as with sklearn (argmax of the
     vote matrix, which is scipy.stats.mode's smallest-label rule for uniform weights).
     The classifier follows the index: items added or removed later are picked up on next use.
+
+    Open set: with max_distance=X, `predict` answers `unknown` (default "unknown") for every
+    query whose nearest labelled neighbour is farther than X (reported units, e.g. a calibrated
+    same/different threshold); votes and predict_proba are unchanged. Off by default (None).
     """
 
-    def __init__(self, index: VectorIndex, *, k: int = 5, weights: str = "uniform", exact: bool = True) -> None:
+    def __init__(self, index: VectorIndex, *, k: int = 5, weights: str = "uniform", exact: bool = True,
+                 max_distance: float | None = None, unknown: str = "unknown") -> None:
         if not isinstance(index, VectorIndex):
             raise VectorIndexError(f"index must be a VectorIndex, got {type(index).__name__}")
         self.index = index
@@ -69,6 +75,13 @@ class KNNClassifier:
         if not isinstance(exact, bool):
             raise VectorIndexError(f"exact must be True or False, got {exact!r}")
         self.exact = exact
+        if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Real)
+                                         or not np.isfinite(max_distance)):
+            raise VectorIndexError(f"max_distance must be a finite number or None, got {max_distance!r}")
+        self.max_distance = None if max_distance is None else float(max_distance)
+        if not isinstance(unknown, str) or not unknown:
+            raise VectorIndexError(f"unknown must be a non-empty str label, got {unknown!r}")
+        self.unknown = unknown
         if weights == "distance" and index.metric == "ip":
             raise VectorIndexError(
                 "weights='distance' needs non-negative distances but metric 'ip' reports -inner product; "
@@ -78,7 +91,9 @@ class KNNClassifier:
         self._labelled()  # fail early when the index has no labels
 
     def __repr__(self) -> str:
-        return f"KNNClassifier(k={self.k}, weights={self.weights!r}, exact={self.exact}, index={self.index!r})"
+        open_set = "" if self.max_distance is None else f", max_distance={self.max_distance}, unknown={self.unknown!r}"
+        return (f"KNNClassifier(k={self.k}, weights={self.weights!r}, exact={self.exact}{open_set}, "
+                f"index={self.index!r})")
 
     # -- labelled snapshot ------------------------------------------------------------------------
 
@@ -136,7 +151,7 @@ class KNNClassifier:
         for start in range(0, q.shape[0], step):
             rows = slice(start, min(q.shape[0], start + step))
             if self.exact:
-                _, pos = faiss_call(state.flat, "search", q[rows], width)
+                _, pos = flat_search(state.vectors, q[rows], width, state.flat.metric_type)
                 dist = index._metric.exact(raw_q[rows], state.vectors[pos])
                 order = np.argsort(dist, axis=1, kind="stable")[:, :k]
                 pos = np.take_along_axis(pos, order, axis=1)
@@ -191,8 +206,19 @@ class KNNClassifier:
         return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
 
     def predict(self, queries: Any) -> np.ndarray:
-        """Winning label per query, object array of str, shape (n_queries,)."""
+        """Winning label per query, object array of str, shape (n_queries,); `unknown` where the
+        nearest labelled neighbour lies beyond max_distance (when set)."""
         out = []
         for _, state, pos, dist in self._chunks(queries):
-            out.append(state.classes[np.argmax(self._vote_chunk(state, pos, dist), axis=1)])
+            labels = state.classes[np.argmax(self._vote_chunk(state, pos, dist), axis=1)].astype(object)
+            if self.max_distance is not None:
+                if self.unknown in state.classes:
+                    raise VectorIndexError(f"the index has a class named {self.unknown!r}, the open-set answer; "
+                                           f"pass another unknown= label")
+                labels[dist[:, 0] > self.max_distance] = self.unknown
+            out.append(labels)
         return np.concatenate(out).astype(object)
+
+    def nearest_distance(self, queries: Any) -> np.ndarray:
+        """Distance to the nearest labelled item per query, float64 (n_queries,): the open-set score."""
+        return np.concatenate([dist[:, 0] for _, _, _, dist in self._chunks(queries)])

@@ -9,6 +9,8 @@ A saved index is a directory::
     meta.sqlite     item metadata (see metadata.py)
     vectors.npy     float32 (count, dim) stored vectors   } flat/hnsw by default,
     ids.npy         int64 (count,) their ids              } ivf/ivfpq on request
+    lists.ivfdata   inverted lists of a merged shard index (faiss OnDiskInvertedLists, memory-mapped;
+                    see shards.py); vectors.faiss then holds the quantizer and list offsets only
 
 Checksums are verified before any file is parsed: faiss's reader trusts the sizes written in
 the file, so unverified bytes must never reach it. A checksum only detects corruption or edits
@@ -32,7 +34,8 @@ FAISS_FILE = "vectors.faiss"
 META_FILE = "meta.sqlite"
 VECTORS_FILE = "vectors.npy"
 IDS_FILE = "ids.npy"
-KNOWN_FILES = (FAISS_FILE, META_FILE, VECTORS_FILE, IDS_FILE)
+IVFDATA_FILE = "lists.ivfdata"
+KNOWN_FILES = (FAISS_FILE, META_FILE, VECTORS_FILE, IDS_FILE, IVFDATA_FILE)
 _CHUNK = 1 << 20
 
 _REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -80,7 +83,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     """Parse and shape-check manifest.json; VectorIndexError naming the file on any problem."""
     path = directory / MANIFEST
     if not directory.is_dir():
-        raise VectorIndexError(f"index directory {str(directory)!r} does not exist; pass the directory given to save()")
+        what = "is a file, not an index directory" if directory.exists() else "does not exist"
+        raise VectorIndexError(f"index directory {str(directory)!r} {what}; pass the directory given to save()")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -157,10 +161,18 @@ def _mismatch(name: str) -> VectorIndexError:
     return VectorIndexError(f"{name} fails its sha256 check (corrupted or modified since save); restore the index from a good copy")
 
 
+def _unreadable(name: str, exc: OSError) -> VectorIndexError:
+    return VectorIndexError(f"{name} cannot be read ({exc.strerror or exc}); restore the index from a good copy")
+
+
 def verify_file(directory: Path, name: str, manifest: dict[str, Any]) -> Path:
     """Check presence, size and sha256 of one listed file; return its path."""
     path, entry = _check_entry(directory, name, manifest)
-    if sha256_file(path) != entry["sha256"]:
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise _unreadable(name, exc) from None
+    if digest != entry["sha256"]:
         raise _mismatch(name)
     return path
 
@@ -168,7 +180,10 @@ def verify_file(directory: Path, name: str, manifest: dict[str, Any]) -> Path:
 def verified_bytes(directory: Path, name: str, manifest: dict[str, Any]) -> bytes:
     """Read one listed file into memory and check its sha256 on exactly those bytes."""
     path, entry = _check_entry(directory, name, manifest)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(name, exc) from None
     if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise _mismatch(name)
     return data

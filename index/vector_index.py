@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from ._faiss import faiss_call
+from ._faiss import faiss_call, flat_search
 from . import kinds as _kinds
 from . import storage as _storage
 from ._checks import (
@@ -30,7 +30,7 @@ from ._checks import (
     to_float32,
     to_json,
 )
-from .atomic import atomic_directory
+from .atomic import atomic_directory, read_consistently
 from .errors import VectorIndexError
 from .kinds import IVF_KINDS, IndexParams
 from .metadata import MetadataStore
@@ -39,6 +39,7 @@ from .metrics import METRICS, Metric, get_metric
 logger = logging.getLogger(__name__)
 
 HNSW_COMPACT_FRACTION = 0.25  # rebuild the HNSW graph once this share of its vectors is removed
+FLAT_GEMM_MIN_QUERIES = 20  # from here on flat search is one GEMM (faiss switches to BLAS at 20 too)
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,6 +293,14 @@ class VectorIndex:
         """Id the next added vector will get."""
         return self._next_id
 
+    def reserve_ids(self, next_id: int) -> None:
+        """Number the next added vector `next_id` (never lower than now): a shard of a larger
+        collection gives its items their position in the whole (see index.shards)."""
+        next_id = check_positive_int(next_id, "next_id") if next_id else 0
+        if next_id < self._next_id:
+            raise VectorIndexError(f"next_id={next_id} is below the ids already assigned (next is {self._next_id})")
+        self._next_id = next_id
+
     def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Trade speed for recall: IVF lists probed per query (ivf/ivfpq) or HNSW candidate list
         size (hnsw). Saved with the index."""
@@ -400,6 +409,7 @@ class VectorIndex:
                 f"kind {self.kind!r} must be trained first; "
                 f"call train(sample) with representative vectors"
             )
+        self._check_writable("add to")
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         if keys is None:
             keys = [str(i) for i in ids.tolist()]
@@ -437,6 +447,16 @@ class VectorIndex:
             faiss_call(self._faiss, "remove_ids", ids)
         self._next_id = int(ids[-1]) + 1
 
+    def _check_writable(self, action: str) -> None:
+        """A merged shard index maps its lists read-only from lists.ivfdata (see index.shards)."""
+        if self.kind in IVF_KINDS and self._faiss is not None and isinstance(
+            faiss.downcast_InvertedLists(faiss.extract_index_ivf(self._faiss).invlists), faiss.OnDiskInvertedLists
+        ):
+            raise VectorIndexError(
+                f"cannot {action} a merged shard index: its inverted lists are memory-mapped read-only from "
+                f"{_storage.IVFDATA_FILE}; build another shard and merge again (copy the directory to move it)"
+            )
+
     # -- removal ---------------------------------------------------------------------------------
 
     def remove(self, ids: Any = None, keys: Any = None) -> int:
@@ -444,6 +464,7 @@ class VectorIndex:
         Unknown ids/keys raise VectorIndexError and nothing is removed."""
         if (ids is None) == (keys is None):
             raise VectorIndexError("remove() needs exactly one of ids= or keys=")
+        self._check_writable("remove from")
         if keys is not None:
             target = self._meta.ids_for_keys(as_keys(keys, name="keys"))
         else:
@@ -529,6 +550,12 @@ class VectorIndex:
     def _raw_search(self, q: np.ndarray, k: int, selector: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """faiss search on prepared queries: (faiss values float32 (q, k), ids int64 (q, k))."""
         params = self._search_params(k, selector)
+        if self.kind == "flat" and params is None and q.shape[0] >= FLAT_GEMM_MIN_QUERIES:
+            inner = faiss.downcast_index(self._faiss.index)  # rows in id-map order
+            n = inner.ntotal
+            distances, pos = flat_search(faiss.rev_swig_ptr(inner.get_xb(), n * self._dim).reshape(n, self._dim),
+                                         q, k, inner.metric_type)
+            return distances, faiss.rev_swig_ptr(self._faiss.id_map.data(), n)[pos]
         distances, ids = faiss_call(self._faiss, "search", q, k, params=params)
         return distances, ids
 
@@ -634,6 +661,7 @@ class VectorIndex:
                 f"kind {self.kind!r} is untrained and has nothing to save; "
                 f"call train() and add() first"
             )
+        self._check_writable("save")
         if directory.exists():
             if not directory.is_dir():
                 raise VectorIndexError(f"{str(directory)!r} is a file; save() needs a directory path")
@@ -700,9 +728,17 @@ class VectorIndex:
 
         untrusted=True never parses vectors.faiss (faiss's reader is not hardened against
         crafted files): the index is rebuilt from vectors.npy/ids.npy, which must exist
-        (IVF kinds are retrained from them with the recorded seed).
+        (IVF kinds are retrained from them with the recorded seed). A save by another process
+        while loading is waited out: the result is the old index or the new one, never a mix.
         """
         directory = Path(directory)
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+        return read_consistently(
+            directory, lambda: cls._load_once(directory, untrusted, chunk_size), (VectorIndexError, OSError)
+        )
+
+    @classmethod
+    def _load_once(cls, directory: Path, untrusted: bool, chunk_size: int) -> "VectorIndex":
         manifest = _storage.read_manifest(directory)
         M = _storage.MANIFEST
         if manifest["metric"] not in METRICS:
@@ -819,8 +855,9 @@ def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, 
     """Checksum the exact bytes, then let faiss parse them from memory (never from the path)."""
     name = _storage.FAISS_FILE
     data = _storage.verified_bytes(directory, name, manifest)
+    on_disk = _storage.IVFDATA_FILE in manifest["files"]  # lists live in lists.ivfdata: map them below
     try:
-        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8), faiss.IO_FLAG_SKIP_IVF_DATA if on_disk else 0)
     except (RuntimeError, MemoryError, ValueError) as exc:
         raise VectorIndexError(
             f"{name} could not be parsed by faiss ({str(exc).splitlines()[0][:120]}); "
@@ -834,4 +871,8 @@ def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, 
             f"{name} holds {index.ntotal} vectors but manifest.json says {manifest['count']}; "
             f"restore the index from a good copy"
         )
+    if on_disk:
+        from .shards import map_lists
+
+        map_lists(index, directory / _storage.IVFDATA_FILE)
     return index

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from index.atomic import atomic_directory
+from index.atomic import atomic_directory, read_consistently
 
 from .autoencoders import Autoencoder, AutoencoderConfig
 from .errors import SiameseError
@@ -83,33 +83,66 @@ def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: s
 
 
 def read_model_config(directory: str | Path) -> dict:
-    path = Path(directory) / CONFIG_FILE
-    if not Path(directory).is_dir():
-        raise SiameseError(f"model directory {directory} does not exist; train one with `siamese pretrain`")
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        what = "is a file, not a model directory" if directory.exists() else "does not exist"
+        raise SiameseError(f"model directory {directory} {what}; train one with `siamese pretrain`")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SiameseError(f"{path} is missing: {directory} is not a siamese model directory") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SiameseError(f"{path} is not valid JSON ({exc}); the model directory is damaged") from None
+    except OSError as exc:
+        raise SiameseError(f"{path} cannot be read ({exc.strerror or exc}); the model directory is damaged") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise SiameseError(f"{path} is not a siamese model config (expected format {FORMAT!r})")
     if record.get("format_version") != FORMAT_VERSION:
         raise SiameseError(f"{path} has format_version {record.get('format_version')}, this library reads "
                            f"{FORMAT_VERSION}; upgrade siamese or re-save the model")
+    if not isinstance(record.get("fingerprint"), str):
+        raise SiameseError(f"{path} has no valid fingerprint; the model directory is damaged")
     return record
 
 
-def load_model(directory: str | Path, *, verify: bool = True) -> Autoencoder:
-    """Rebuild the exact model saved in `directory` (eval mode); checks the weights' fingerprint."""
-    record = read_model_config(directory)
-    weights = Path(directory) / WEIGHTS_FILE
+def _describe_network(record: dict, config_path: Path) -> tuple[AutoencoderConfig, NetworkConfig]:
+    """The architecture in config.json, checked by building it on the meta device (no memory),
+    so a damaged or hostile config cannot allocate huge layers or crash deep in torch."""
     try:
-        model = Autoencoder(AutoencoderConfig.from_dict(record["autoencoder"]),
-                            NetworkConfig.from_dict(record["network"]))
-        model.info = dict(record.get("info") or {})
-    except (KeyError, TypeError) as exc:
-        raise SiameseError(f"{Path(directory) / CONFIG_FILE} lacks a valid model description ({exc})") from None
+        config = AutoencoderConfig.from_dict(record["autoencoder"])
+        network = NetworkConfig.from_dict(record["network"])
+        with torch.device("meta"):
+            Autoencoder(config, network)
+    except Exception as exc:  # any failure to build means a config that does not describe a model
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise SiameseError(f"{config_path} lacks a valid model description ({reason}); "
+                           "the model directory is damaged") from None
+    return config, network
+
+
+def _weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header (data not read)."""
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            return {name: tuple(fh.get_slice(name).get_shape()) for name in fh.keys()}
+    except FileNotFoundError:
+        raise SiameseError(f"{weights} is missing; the model directory is incomplete") from None
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise SiameseError(f"{weights} is not a readable safetensors file ({exc})") from None
+
+
+def _load_once(directory: Path, verify: bool) -> Autoencoder:
+    record = read_model_config(directory)
+    weights = directory / WEIGHTS_FILE
+    config, network = _describe_network(record, directory / CONFIG_FILE)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Autoencoder(config, network).state_dict().items()}
+    if _weight_shapes(weights) != expected:
+        raise SiameseError(f"{weights} does not match the architecture in config.json (tensor names or "
+                           "shapes differ); the model directory is damaged or mixed up")
+    model = Autoencoder(config, network)
+    model.info = dict(record.get("info") or {})
     try:
         tensors = load_file(str(weights))
     except FileNotFoundError:
@@ -125,3 +158,11 @@ def load_model(directory: str | Path, *, verify: bool = True) -> Autoencoder:
         raise SiameseError(f"{weights} does not match the fingerprint in config.json: the file was changed "
                            "or damaged; re-save or re-train the model")
     return model
+
+
+def load_model(directory: str | Path, *, verify: bool = True) -> Autoencoder:
+    """Rebuild the exact model saved in `directory` (eval mode); checks the weights' fingerprint.
+
+    A save by another process while loading is waited out (old model or new, never a mix)."""
+    directory = Path(directory)
+    return read_consistently(directory, lambda: _load_once(directory, verify), (SiameseError,))

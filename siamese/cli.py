@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -84,6 +85,7 @@ def add_train_options(parser: argparse.ArgumentParser, epochs: int, lr: float) -
     group.add_argument("--grad-clip", type=float, default=5.0)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+    group.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun, DDP)")
 
 
 def train_config(args: argparse.Namespace):
@@ -119,12 +121,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .finetune import FinetuneConfig, finetune
+    from .cli_verify import pseudo_pair_config
 
     model = load_model(args.model)
     items = load_data(args, args.data, model)
     config = FinetuneConfig(loss=args.loss, distance=args.distance, pos_margin=args.pos_margin,
                             neg_margin=args.neg_margin, miner=args.miner, metric_weight=args.metric_weight,
-                            recon_weight=args.recon_weight)
+                            recon_weight=args.recon_weight, pseudo_pairs=pseudo_pair_config(args))
     labels = args.labels
     if labels == "items":
         labels = True
@@ -155,30 +158,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         for name, value in scores.to_dict().items():
             print(f"{name:>15}: {value:.4f}")
-    return 0
-
-
-@command("embed")
-def cmd_embed(args: argparse.Namespace) -> int:
-    from index.atomic import atomic_file
-
-    from .checkpoint import load_model
-    from .embed import embed
-
-    model = load_model(args.model)
-    items = load_data(args, args.data, model)
-    z = embed(model, items, progress=not args.quiet)
-    out = Path(args.out)
-    if out.suffix not in (".npz", ".npy"):
-        raise SiameseError(f"--out must end in .npz or .npy, got {out.name}")
-    with atomic_file(out) as fh:
-        if out.suffix == ".npy":
-            np.save(fh, z)
-        else:
-            labels = np.array(["" if v is None else v for v in items.labels], dtype=str) if items.labels else None
-            extra = {"y": labels} if labels is not None else {}
-            np.savez(fh, z=z, keys=np.array(items.keys, dtype=str), **extra)
-    print(f"wrote {z.shape[0]} x {z.shape[1]} float32 codes to {out}")
     return 0
 
 
@@ -229,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .autoencoders import VARIANTS
     from .finetune import DISTANCES, LOSSES, MINERS
+    from .cli_verify import add_pseudo_pair_options
 
     parser = argparse.ArgumentParser(
         prog="siamese", description="Metric learning on unlabeled data: pretrain an autoencoder, fine-tune it as a "
@@ -274,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neg-margin", type=float, default=1.0)
     p.add_argument("--metric-weight", type=float, default=10.0, help="weight of the metric loss")
     p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the reconstruction term")
+    add_pseudo_pair_options(p)
     add_train_options(p, epochs=10, lr=1e-3)
     add_data_options(p)
 
@@ -287,23 +268,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_data_options(p)
 
-    p = sub.add_parser("embed", help="write latent codes (n x d float32) with keys")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
-    p.add_argument("--out", required=True, metavar="Z.npz")
-    add_data_options(p)
-
-    from . import cli_search
+    from . import cli_codes, cli_search, cli_verify
 
     cli_search.register(sub)
+    cli_verify.register(sub)
+    cli_codes.register(sub)
     return parser
+
+
+def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Make argparse's own errors (unknown option, missing argument...) one line too, like ours."""
+
+    def error(message: str, prog: str = parser.prog) -> None:
+        print(f"{prog}: error: {' '.join(message.split())} (see {prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _one_line_usage_errors(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from index.errors import VectorIndexError
 
     parser = build_parser()
+    _one_line_usage_errors(parser)
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be a positive number of threads, got {args.threads}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -314,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         faiss.omp_set_num_threads(args.threads)
     try:
         name = f"index {args.index_command}" if args.command == "index" else args.command
+        if getattr(args, "nproc", None) is not None or "WORLD_SIZE" in os.environ:  # data-parallel training
+            from .distributed import run_command
+
+            return run_command(COMMANDS[name], args, sys.argv[1:] if argv is None else list(argv))
         return COMMANDS[name](args)
     except (SiameseError, VectorIndexError) as exc:
         message = " ".join(str(exc).split())

@@ -35,11 +35,17 @@ def _data_options(args: argparse.Namespace) -> dict:
 
 @command("index build")
 def cmd_index_build(args: argparse.Namespace) -> int:
+    from .calibration import find_calibration
     from .indexing import build_index
 
+    if args.shard or args.template:
+        from .cli_shards import cmd_index_build_shard
+
+        return cmd_index_build_shard(args)
     model = _model(args.model)
     index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
-                        progress=not args.quiet, **_data_options(args))
+                        progress=not args.quiet, calibration=find_calibration(args.model, model),
+                        **_data_options(args))
     index.info = {**index.info, "source": _source_record(args.data)}
     index.save(args.out)
     print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
@@ -110,6 +116,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     index = _index_for(args.index, model, args)
     if bool(args.items) == bool(args.key):
         raise SiameseError("give item files to query with, or --key KEY of an indexed item (not both)")
+    if args.k < 1:
+        raise SiameseError(f"-k must be at least 1, got {args.k}")
     if args.key:
         vectors, names, query_x = index.get(args.key), list(args.key), None
         k = args.k + 1  # the item itself comes back first
@@ -152,6 +160,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from index import KNNClassifier
 
+    from . import cli_verify
     from .embed import embed
 
     model = _model(args.model)
@@ -165,10 +174,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         index = propagated_index(index, k=args.propagate_k)
         print(f"propagated {n_labelled} labels over the {args.propagate_k}-nearest-neighbour graph of the "
               f"{len(index)} indexed items")
-    classifier = KNNClassifier(index, k=args.k, weights=args.weights)
-    proba = classifier.predict_proba(embed(model, items, progress=not args.quiet))
+    classifier = KNNClassifier(index, k=args.k, weights=args.weights, unknown=args.unknown_label,
+                               max_distance=cli_verify.unknown_distance(args, model, index))
+    z = embed(model, items, progress=not args.quiet)
+    proba = classifier.predict_proba(z)
     classes = np.asarray(classifier.classes_, dtype=object)
-    predicted = classes[np.argmax(proba, axis=1)]
+    predicted = cli_verify.open_set_labels(args, model, index, classifier, items, z, classes[np.argmax(proba, axis=1)])
     confidence = proba.max(axis=1)
     if args.out:
         with atomic_file(args.out, "w") as fh:
@@ -258,18 +269,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _plot_samples(model, args):
-    import torch
-
+    """VAE draws from the prior; a 2-D VAE also gets its decoded latent manifold beside them."""
     from . import plots
+    from .generate import latent_manifold, sample
 
-    if model.config.variant != "vae":
-        raise SiameseError(f"sampling needs a variational autoencoder; {args.model} is a {model.config.variant} "
-                           "autoencoder (pretrain with --variant vae)")
-    generator = torch.Generator().manual_seed(args.seed)
-    with torch.inference_mode():
-        z = torch.randn(args.n, model.latent_dim, generator=generator)
-        images = torch.sigmoid(model.decode(z)).numpy()
-    return plots.plot_image_grid(images, args.out, title=f"{args.n} samples decoded from z ~ N(0, I)")
+    images = sample(model, args.n, seed=args.seed)
+    path = plots.plot_image_grid(images, args.out, title=f"{args.n} samples decoded from z ~ N(0, I)")
+    if model.latent_dim == 2:
+        grid, _ = latent_manifold(model, side=20)
+        out = Path(args.out)
+        manifold = plots.plot_image_grid(grid, out.with_name(f"{out.stem}-manifold{out.suffix}"), ncols=20,
+                                         title="decoded latent plane: z at Gaussian quantiles 0.05 .. 0.95 "
+                                         "(z[0] left to right, z[1] bottom to top)")
+        print(f"wrote {manifold}")
+    return path
 
 
 def register(sub) -> None:
@@ -296,6 +309,12 @@ def register(sub) -> None:
     i.add_argument("index", metavar="INDEX")
     i.add_argument("--json", action="store_true")
     i.add_argument("--untrusted", action="store_true", help="rebuild from vectors.npy, never parse the faiss file")
+    from . import cli_shards
+
+    cli_shards.register(index_sub, build=b)
+    from .cli_verify import add_open_set_options, add_rebuild_parser
+
+    add_rebuild_parser(index_sub)
 
     q = sub.add_parser("query", help="nearest indexed items of item files or of an indexed key")
     q.add_argument("index", metavar="INDEX")
@@ -320,6 +339,7 @@ def register(sub) -> None:
     c.add_argument("--propagate-k", type=int, default=10, help="neighbours per item in the propagation graph")
     c.add_argument("--out", metavar="PRED.csv")
     c.add_argument("--force", action="store_true")
+    add_open_set_options(c)
     add_data_options(c)
 
     n = sub.add_parser("anomaly", help="reconstruction-error and kNN-distance anomaly scores")
@@ -333,7 +353,9 @@ def register(sub) -> None:
     n.add_argument("--force", action="store_true")
     add_data_options(n)
 
-    p = sub.add_parser("plot", help="latent map, reconstructions, neighbours, training curves, VAE samples")
+    p = sub.add_parser("plot", help="latent map, reconstructions, neighbours, training curves, VAE samples",
+                       description="samples (VAE only): decode -n draws z ~ N(0, I) into a grid; a 2-D VAE also "
+                       "gets the classic decoded-manifold grid over its latent plane, written to PNG-manifold.png.")
     p.add_argument("what", choices=("latent", "reconstructions", "neighbors", "curves", "samples"))
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA", nargs="?")

@@ -18,13 +18,16 @@ from typing import Mapping
 import numpy as np
 import torch
 from pytorch_metric_learning import distances, losses, miners
+from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
 
 from .augment import random_affine
 from .autoencoders import Autoencoder
 from .checkpoint import CHECKPOINT_DIR, save_model
+from .distributed import Parallel
 from .errors import SiameseError
 from .items import as_model_input
 from .pairs import Pairs, read_pairs_csv, sample_pair_batch, select_per_class
+from .pseudo_pairs import PseudoPairConfig, PseudoPairTerm
 from .pretrain import clean_reconstruction_loss, split_validation, training_callbacks
 from .train import TrainConfig, fit, shuffled_batches, steps_for
 
@@ -51,6 +54,7 @@ class FinetuneConfig:
     pairs_per_step: int = 256  # pairs (pair-file mode) per step, half positive where possible
     unlabelled_per_step: int = 128  # items for the reconstruction term per step
     augment: bool = True  # random shift/rotation of labelled images before embedding them
+    pseudo_pairs: PseudoPairConfig | None = None  # also mine confident pairs among unlabelled items (off)
 
     def __post_init__(self) -> None:
         for name, allowed in (("loss", LOSSES), ("distance", DISTANCES), ("miner", MINERS)):
@@ -124,13 +128,15 @@ def finetune(
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    parallel: Parallel | None = None,
 ) -> Autoencoder:
     """Return a fine-tuned copy of `model` (the original is left untouched).
 
     Give exactly one of `pairs` (Pairs or a PAIRS.csv over item keys) or `labels` (True for the
     items' own labels, a {key: label} mapping, or a LABELS.csv); `labels_per_class=N` keeps N
     labelled items per class (seeded) and treats the rest as unlabelled. `loss`/`miner` replace
-    the PML objects the config would build.
+    the PML objects the config would build. `parallel` as in `pretrain`: under torchrun each rank
+    embeds its share of the labelled items and the loss and miner see those of all ranks.
     """
     from .data import ItemSet
 
@@ -164,15 +170,23 @@ def finetune(
     miner_fn = miner if miner is not None else build_miner(config)
     labelled = np.flatnonzero(codes >= 0) if codes is not None else None
     codes_t = torch.as_tensor(codes) if codes is not None else None
-    unlabelled_batches = shuffled_batches(len(train_idx), min(config.unlabelled_per_step, len(train_idx)))
+    parallel = parallel or Parallel.current()
+    labelled_per_step, metric_scale = config.labelled_per_step, 1
+    if parallel is not None and labelled is not None:  # pairs are mined across ranks; every rank a same-size share
+        loss_fn = DistributedLossWrapper(loss_fn)
+        miner_fn = DistributedMinerWrapper(miner_fn) if miner_fn is not None else None
+        labelled_per_step = min(labelled_per_step, len(labelled)) // parallel.world_size * parallel.world_size
+        metric_scale = parallel.world_size  # the wrapper returns world_size x the loss (DDP averages gradients)
+    unlabelled_batches = shuffled_batches(len(train_idx), min(config.unlabelled_per_step, len(train_idx)), parallel)
 
     def batches(epoch: int, generator: torch.Generator):
         for batch in unlabelled_batches(epoch, generator):
-            if pairs is not None:
+            if pairs is not None:  # every rank takes the same pair batch (its loss is not split)
                 chosen, indices_tuple = sample_pair_batch(pairs, config.pairs_per_step, generator)
                 yield train_idx[batch], torch.as_tensor(chosen), indices_tuple
             else:
-                order = torch.randperm(len(labelled), generator=generator)[:config.labelled_per_step]
+                order = torch.randperm(len(labelled), generator=generator)[:labelled_per_step]
+                order = parallel.shard(order) if parallel is not None else order
                 yield train_idx[batch], torch.as_tensor(labelled[order.numpy()]), None
 
     def step_loss(m: Autoencoder, batch, generator):
@@ -189,14 +203,24 @@ def finetune(
         else:
             metric = loss_fn(z, indices_tuple=indices_tuple)
         total = config.recon_weight * recon + config.metric_weight * metric
-        return total, {"recon": recon.item(), "metric": metric.item()}
+        parts = {"recon": recon.item(), "metric": metric.item() / metric_scale}
+        if metric_scale != 1:
+            parts["loss"] = config.recon_weight * parts["recon"] + config.metric_weight * parts["metric"]
+        return total, parts
+
+    if config.pseudo_pairs is not None:  # unlabelled training items: no label / in no given pair
+        known = np.flatnonzero(codes >= 0) if codes is not None else pairs.items()
+        term = PseudoPairTerm(config.pseudo_pairs, x, np.setdiff1d(train_idx, known), reference=model,
+                              normalize=config.distance == "cosine", pos_margin=config.pos_margin,
+                              neg_margin=config.neg_margin, scale=config.metric_weight, seed=train.seed)
+        batches, step_loss = term.wrap(tuned, batches, step_loss)
 
     out = Path(out) if out is not None else None
-    n_steps = steps_for(len(train_idx), min(config.unlabelled_per_step, len(train_idx)))
+    n_steps = steps_for(len(train_idx), min(config.unlabelled_per_step, len(train_idx)), parallel)
     fit(tuned, step_loss, batches, n_steps, train,
         validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
         callbacks=training_callbacks(out, train), resume_from=(out / CHECKPOINT_DIR) if resume else None,
-        progress=progress, description=f"finetune {config.loss}")
+        progress=progress, description=f"finetune {config.loss}", parallel=parallel)
     with torch.no_grad():
         recon_after = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
     tuned.info = {
@@ -207,16 +231,18 @@ def finetune(
             "n_labelled": int(len(labelled)) if labelled is not None else None,
             "n_pairs": len(pairs) if pairs is not None else None,
             "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,
-            "loss_object": type(loss_fn).__name__,
+            "loss_object": type(loss_fn.loss if isinstance(loss_fn, DistributedLossWrapper) else loss_fn).__name__,
         },
     }
     if recon_before is not None:
         LOG.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
-    if out is not None:
+    if out is not None and (parallel is None or parallel.is_main):
         save_model(tuned, out)
         if codes is not None:
             _write_labels_used(Path(out) / "labels-used.csv", items.keys, codes, items.label_codes()[1]
                                if labels is True else None, labels)
+    if parallel is not None:
+        parallel.barrier()
     return tuned
 
 

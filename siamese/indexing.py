@@ -81,13 +81,17 @@ def _labels_mapping(labels):
 
 
 def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = 65536,
-                progress: bool = False, memory_budget_bytes: int | None = None, **data_options) -> VectorIndex:
+                progress: bool = False, memory_budget_bytes: int | None = None, calibration=None,
+                **data_options) -> VectorIndex:
     """Embed every item of `source` (ItemSet or any load_items source) into a new index.
 
     labels: optional {key: label} mapping (e.g. from LABELS.csv) that overrides the source's own.
+    calibration: the model's same/different Calibration (or its model directory), kept in the
+    index's info["calibration"] so the threshold travels with the index.
     IVF kinds are trained on the first chunk, so make chunk_size comfortably larger than the
     number of IVF lists (the default 65536 is).
     """
+    info = {"model": model_summary(model), **_calibration_info(model, calibration)}
     labels = _labels_mapping(labels)
     chunks = _chunks(model, source, chunk_size, data_options)
     first = next(chunks, None)
@@ -97,8 +101,59 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
         first = first.with_labels(labels, strict=False)
     index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
                               kind=kind, model_fingerprint=model.fingerprint(),
-                              memory_budget_bytes=memory_budget_bytes, info={"model": model_summary(model)})
+                              memory_budget_bytes=memory_budget_bytes, info=info)
     _add_chunks(index, model, chunks, labels=labels, progress=progress, done=len(first))
+    return index
+
+
+def _calibration_info(model: Autoencoder, calibration) -> dict[str, Any]:
+    """{"calibration": record} for a Calibration or model directory (checked against the model); {} for None."""
+    if calibration is None:
+        return {}
+    from .calibration import Calibration, check_calibration, load_calibration
+
+    if not isinstance(calibration, Calibration):
+        calibration = load_calibration(calibration)
+    check_calibration(calibration, model)
+    return {"calibration": calibration.to_dict()}
+
+
+def rebuild_index(path: str | Path, model: Autoencoder, source, *, calibration=None, chunk_size: int = 65536,
+                  progress: bool = False, **data_options) -> VectorIndex:
+    """Re-embed a saved index's items with `model` and replace it atomically (a stale index: the
+    model changed). Keys, labels, attrs, kind and id order stay; vectors, fingerprint, model
+    summary and calibration are the new model's. Every indexed key must be among `source`'s
+    items. Ids are kept when they are 0..n-1 (no item was ever removed), renumbered otherwise.
+    """
+    import numpy as np
+
+    old = VectorIndex.load(path)
+    ids = old.ids
+    keys = [str(k) for k in old.keys_for_ids(ids)]
+    position = {key: i for i, key in enumerate(keys)}
+    vectors = np.zeros((len(keys), model.latent_dim), dtype=np.float32)
+    found = np.zeros(len(keys), dtype=bool)
+    bar = tqdm(desc="re-embed", unit="item", total=len(keys), disable=None if progress else True, leave=False)
+    for chunk in _chunks(model, source, chunk_size, data_options):
+        rows = [(i, position[k]) for i, k in enumerate(chunk.keys) if k in position]
+        if rows:
+            mine, theirs = (np.array(v) for v in zip(*rows))
+            vectors[theirs] = embed(model, chunk.subset(mine))
+            found[theirs] = True
+            bar.update(len(rows))
+    bar.close()
+    if not found.all():
+        missing = [keys[i] for i in np.flatnonzero(~found)[:3]]
+        raise SiameseError(f"{int((~found).sum())} indexed item(s) are not in the data source (e.g. {missing}); "
+                           "give the DATA the index was built from")
+    info = {k: v for k, v in old.info.items() if k != "calibration"}
+    info.update({"model": model_summary(model), **_calibration_info(model, calibration)})
+    params = old.params
+    index = VectorIndex.build(vectors, keys=keys, labels=list(old.labels_for_ids(ids)), attrs=old.attrs_for_ids(ids),
+                              metric=model.metric, kind=old.kind, model_fingerprint=model.fingerprint(), info=info,
+                              nlist=params.get("nlist"), pq_m=params.get("pq_m"))
+    index.save(path)
+    LOG.info("rebuilt %s: %d items re-embedded with model %s", path, len(index), model.fingerprint()[:12])
     return index
 
 

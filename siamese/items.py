@@ -31,6 +31,8 @@ def as_model_input(model, items) -> torch.Tensor:
         if items.normalization != target:
             x = target.apply(items.normalization.invert(x))
     elif isinstance(items, (np.ndarray, torch.Tensor)):
+        if isinstance(items, np.ndarray) and items.dtype.kind not in "biuf":
+            raise SiameseError(f"items must be numeric, got dtype {items.dtype}")
         x = torch.as_tensor(np.asarray(items) if isinstance(items, np.ndarray) else items)
         if not (x.dtype.is_floating_point or x.dtype in (torch.uint8, torch.int32, torch.int64)):
             raise SiameseError(f"items must be numeric, got dtype {x.dtype}")

@@ -9,6 +9,7 @@ import torch
 
 from .autoencoders import Autoencoder, AutoencoderConfig, reconstruction_loss
 from .checkpoint import CHECKPOINT_DIR, HISTORY_FILE, save_model
+from .distributed import Parallel
 from .errors import SiameseError
 from .items import as_model_input
 from .train import Checkpointer, EarlyStopping, HistoryCSV, TrainConfig, fit, shuffled_batches, steps_for
@@ -47,11 +48,14 @@ def pretrain(
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    parallel: Parallel | None = None,
 ) -> Autoencoder:
     """Train an autoencoder of `config.variant` on `items` (ItemSet from `load_items`).
 
     With `out`, history.csv and a per-epoch checkpoint are written there and the final model is
     saved there; `resume=True` continues from that checkpoint exactly (same seed and settings).
+    parallel: data-parallel training over processes; default: the torch.distributed process
+    group if one is initialised (torchrun), where rank 0 alone writes `out`.
     """
     from .data import ItemSet
 
@@ -72,23 +76,28 @@ def pretrain(
     x_train, x_val = x[train_idx], x[val_idx]
     if len(x_train) < 2:
         raise SiameseError(f"need at least 2 training items, got {len(x_train)}")
-    if out is not None and not resume:
+    parallel = parallel or Parallel.current()
+    writes = out is not None and (parallel is None or parallel.is_main)
+    if writes and not resume:
         for stale in (out / HISTORY_FILE, out / CHECKPOINT_DIR / "state.json"):
             stale.unlink(missing_ok=True)
     batch_size = min(train.batch_size, len(x_train))
     fit(
         model,
         lambda m, idx, gen: m.loss(x_train[idx], gen),
-        shuffled_batches(len(x_train), batch_size),
-        steps_for(len(x_train), batch_size),
+        shuffled_batches(len(x_train), batch_size, parallel),
+        steps_for(len(x_train), batch_size, parallel),
         train,
         validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
         callbacks=training_callbacks(out, train),
         resume_from=(out / CHECKPOINT_DIR) if resume else None,
         progress=progress,
         description=f"pretrain {config.variant}",
+        parallel=parallel,
     )
-    if out is not None:
+    if writes:
         save_model(model, out)
         LOG.info("saved %s to %s", config.variant, out)
+    if parallel is not None:
+        parallel.barrier()
     return model

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from index.atomic import atomic_directory, atomic_file
 
+from .distributed import Parallel
 from .errors import SiameseError
 
 LOG = logging.getLogger(__name__)
@@ -101,12 +103,16 @@ def fit(
     resume_from: str | Path | None = None,
     progress: bool = True,
     description: str = "train",
+    parallel: Parallel | None = None,
 ) -> TrainState:
     """Train `model` in place; returns the final state (history holds one dict per epoch).
 
-    batch_loss(model, batch, generator) -> (loss, parts)   parts: floats to log
+    batch_loss(model, batch, generator) -> (loss, parts)   parts: floats to log; parts["loss"], if
+        given, is logged as the training loss instead of `loss` (when the differentiated value differs)
     batches(epoch, generator) -> iterable of `steps_per_epoch` batches
     validate(model) -> float, called in eval mode under no_grad
+    parallel: data-parallel training (siamese.distributed); `batches` then yields this rank's
+    share of each global batch and the loss runs under DistributedDataParallel
     """
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -116,17 +122,23 @@ def fit(
         state = load_checkpoint(resume_from, model, optimizer, generator)
         LOG.info("resuming after epoch %d", state.epoch)
     total_steps = config.epochs * steps_per_epoch
-    callbacks = list(callbacks)
+    callbacks = [c for c in callbacks if parallel is None or parallel.is_main or not getattr(c, "main_only", False)]
+    step = parallel.wrap(model) if parallel is not None else None
+    progress = progress and (parallel is None or parallel.is_main)
 
     while state.epoch < config.epochs and not state.stop:
         model.train()
         started, running, parts_sum = time.perf_counter(), 0.0, {}
         bar = tqdm(total=steps_per_epoch, desc=f"{description} {state.epoch + 1}/{config.epochs}",  # hidden off-TTY
                    disable=None if progress else True, leave=False, dynamic_ncols=True)
+        loss_generator = parallel.generator(config.seed, state.epoch) if parallel is not None else generator
         for i, batch in enumerate(batches(state.epoch, generator)):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, config)
-            loss, parts = batch_loss(model, batch, generator)
+            if step is not None:
+                loss, parts = step(batch_loss, batch, loss_generator)
+            else:
+                loss, parts = batch_loss(model, batch, generator)
             if not torch.isfinite(loss):
                 raise SiameseError(f"training diverged (loss={loss.item()}) at epoch {state.epoch + 1}; "
                                    "lower the learning rate (--lr) or the loss weights")
@@ -136,7 +148,7 @@ def fit(
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             state.step += 1
-            running += loss.item()
+            running += parts.pop("loss") if "loss" in parts else loss.item()
             for key, value in parts.items():
                 parts_sum[key] = parts_sum.get(key, 0.0) + value
             bar.update()
@@ -145,6 +157,8 @@ def fit(
         steps = max(1, i + 1)
         record = {"epoch": state.epoch + 1, "train_loss": running / steps,
                   **{k: v / steps for k, v in parts_sum.items()}}
+        if parallel is not None:
+            record.update(parallel.mean({k: v for k, v in record.items() if k != "epoch"}))
         if validate is not None:
             model.eval()
             with torch.no_grad():
@@ -157,26 +171,32 @@ def fit(
         LOG.info("epoch %d: %s", state.epoch, record)
         for callback in callbacks:
             callback.on_epoch_end(state, model, optimizer, generator)
+    if parallel is not None:
+        parallel.unwrap(model)
     model.eval()
     return state
 
 
-def shuffled_batches(n: int, batch_size: int) -> Batches:
-    """Index batches over range(n), reshuffled every epoch; a trailing batch of 1 is dropped (BatchNorm)."""
+def shuffled_batches(n: int, batch_size: int, parallel: Parallel | None = None) -> Batches:
+    """Index batches over range(n), reshuffled every epoch; a trailing batch of 1 is dropped (BatchNorm).
+
+    With `parallel`, every rank draws the same permutation and keeps its share of each batch; a
+    trailing batch that cannot give every rank 2 items is dropped."""
+    world = parallel.world_size if parallel is not None else 1
 
     def batches(epoch: int, generator: torch.Generator):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             chunk = order[start:start + batch_size]
-            if len(chunk) > 1:
-                yield chunk
+            if len(chunk) >= 2 * world:
+                yield parallel.shard(chunk) if parallel is not None else chunk
 
     return batches
 
 
-def steps_for(n: int, batch_size: int) -> int:
+def steps_for(n: int, batch_size: int, parallel: Parallel | None = None) -> int:
     full, rest = divmod(n, batch_size)
-    return full + (1 if rest > 1 else 0)
+    return full + (1 if rest >= 2 * (parallel.world_size if parallel is not None else 1) else 0)
 
 
 # ---------------------------------------------------------------- callbacks
@@ -198,6 +218,8 @@ class EarlyStopping:
 class HistoryCSV:
     """Rewrite history.csv after each epoch (atomic), one row per epoch."""
 
+    main_only = True  # data-parallel training: rank 0 writes
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -207,6 +229,8 @@ class HistoryCSV:
 
 class Checkpointer:
     """Save model, optimizer, RNG and history after each epoch so `resume` continues exactly."""
+
+    main_only = True  # data-parallel training: rank 0 writes
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
@@ -258,7 +282,7 @@ def load_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.op
     try:
         meta = json.loads((directory / "state.json").read_text())
         tensors = load_file(str(directory / "state.safetensors"))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise SiameseError(f"cannot read the training checkpoint in {directory}: {exc}; "
                            "delete it to start over") from None
     try:

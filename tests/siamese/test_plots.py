@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from siamese import SiameseError
-from siamese import plots
+from matplotlib.figure import Figure
+
+from siamese import SiameseError, plot_charts, plot_common, plot_grids, plots
+from siamese.plot_common import _sorted_labels
+from siamese.plot_grids import _as_displayable
 from siamese.plots import (
-    _as_displayable,
-    _sorted_labels,
     plot_curves,
     plot_image_grid,
     plot_latent,
@@ -122,14 +123,14 @@ def test_latent_2d(tmp_path, with_labels):
 def test_latent_projected(tmp_path, method, caplog):
     z, labels = clustered(100, 10)
     labels[::7] = [None] * len(labels[::7])
-    with caplog.at_level(logging.INFO, logger="siamese.plots"):
+    with caplog.at_level(logging.INFO, logger="siamese.plot_charts"):
         assert_png(plot_latent(z, labels, tmp_path / "latent.png", method=method, title="test"))
     assert f"with {method}" in caplog.text
 
 
 def test_latent_auto_uses_pca_beyond_max_points_and_subsamples(tmp_path, caplog):
     z, labels = clustered(300, 5)
-    with caplog.at_level(logging.INFO, logger="siamese.plots"):
+    with caplog.at_level(logging.INFO, logger="siamese.plot_charts"):
         assert_png(plot_latent(z, labels, tmp_path / "latent.png", max_points=120))
     assert "subsample of 120 of 300" in caplog.text and "with pca" in caplog.text
 
@@ -187,7 +188,7 @@ def test_roc(tmp_path, higher_is_positive, caplog):
     rng = np.random.default_rng(0)
     positive = np.arange(100) < 40
     distances = np.where(positive, rng.normal(0.5, 0.3, 100), rng.normal(1.5, 0.3, 100))
-    with caplog.at_level(logging.INFO, logger="siamese.plots"):
+    with caplog.at_level(logging.INFO, logger="siamese.plot_charts"):
         assert_png(plot_roc(distances, positive, tmp_path / "roc.png", threshold=1.0,
                             higher_is_positive=higher_is_positive))
     auc = float(caplog.text.split("ROC AUC ")[1].split()[0])
@@ -255,21 +256,22 @@ def test_failed_render_keeps_old_file(tmp_path, monkeypatch):
         fh.write(b"\x89PNG half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(plots.Figure, "savefig", boom)
+    monkeypatch.setattr(Figure, "savefig", boom)
     with pytest.raises(SiameseError, match="No space left"):
         plot_image_grid(items(5), out)
     assert out.read_bytes() == before
     assert not list(tmp_path.glob(".grid.png.tmp-*"))
 
 
-def test_module_does_not_use_pyplot():
-    source = Path(plots.__file__).read_text()
-    assert "pyplot" not in source.replace("never touches pyplot", "")
+@pytest.mark.parametrize("module", [plots, plot_common, plot_grids, plot_charts])
+def test_module_does_not_use_pyplot(module):
+    source = Path(module.__file__).read_text()
+    assert "import pyplot" not in source and "pyplot." not in source
 
 
 @pytest.mark.parametrize("count", [3, 9, 10, 18, 25])
 def test_label_colours_distinct_and_never_grey(count):
-    colours = plots._label_colours([str(i) for i in range(count)])
+    colours = plot_charts._label_colours([str(i) for i in range(count)])
     assert len(set(colours)) == count
     assert all(not (c[0] == c[1] == c[2]) for c in colours)
 
@@ -277,3 +279,10 @@ def test_label_colours_distinct_and_never_grey(count):
 def test_score_histogram_mostly_equal_scores_with_outlier(tmp_path):
     scores = np.concatenate([np.zeros(1000), np.full(5, 1e-9), [1e6]])  # IQR 0: bin rules must stay bounded
     assert_png(plot_score_histogram(scores, tmp_path / "hist.png", threshold=1.0))
+
+
+def test_plots_module_reexports_both_families():
+    for name in plots.__all__:
+        home = plot_grids if hasattr(plot_grids, name) else plot_charts
+        assert getattr(plots, name) is getattr(home, name)
+    assert {"plot_image_grid", "plot_latent", "plot_curves", "plot_roc"} <= set(plots.__all__)

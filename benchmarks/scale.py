@@ -1,0 +1,313 @@
+"""Scale benchmark: data-parallel training step time, and an index built in shards and merged.
+
+    python benchmarks/scale.py                   # 10M x 32, 4 shards, IVF-Flat (a few GB of disk)
+    python benchmarks/scale.py --n 1000000 --skip-ddp
+
+1. DDP: pretrain a conv autoencoder on 2000 MNIST digits for 2 epochs in one process (all
+   cores) and with `--nproc 2` (torchrun, one core each); time per optimizer step in epoch 2.
+2. Index: N synthetic clustered vectors (float32, memory-mapped .npy), a template trained on
+   a sample, shards built one process each (as separate machines would), merged with faiss's
+   on-disk inverted lists, then loaded and searched. Every phase runs in its own process so its
+   peak RSS (ru_maxrss, which counts touched pages of memory-mapped files too) and its peak
+   private memory (RssAnon, sampled) are its own. Recall@10 is against exact search over all N.
+3. A paper estimate for 1B items, scaled from the measured bytes per item.
+Big files live under --work and are deleted at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CENTERS = 4096  # clusters in the synthetic data (embeddings are clustered, not uniform)
+
+
+# ---------------------------------------------------------------- phases (each in its own process)
+
+
+class AnonPeak:
+    """Peak RssAnon (private, non-file memory) of this process, sampled every 20 ms."""
+
+    def __init__(self):
+        self.peak, self._stop = 0, threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _status_kb("RssAnon"))
+            time.sleep(0.02)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self.peak = max(self.peak, _status_kb("RssAnon"))
+        return self.peak / 1024
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next((int(line.split()[1]) for line in fh if line.startswith(field + ":")), 0)
+
+
+def phase_generate(work: Path, n: int, d: int, queries: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((CENTERS, d)).astype(np.float32) * 2.0
+    x = np.lib.format.open_memmap(work / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, d))
+    block = 1 << 20
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        part = np.random.default_rng([seed, start])
+        x[start:start + m] = centers[part.integers(0, CENTERS, m)] + part.standard_normal((m, d), dtype=np.float32)
+    x.flush()
+    q = centers[rng.integers(0, CENTERS, queries)] + rng.standard_normal((queries, d), dtype=np.float32)
+    np.save(work / "queries.npy", q.astype(np.float32))
+    return {"bytes": (work / "vectors.npy").stat().st_size}
+
+
+def phase_truth(work: Path, k: int) -> dict:
+    """Exact top-k of the queries, streaming over the vectors in blocks (faiss ResultHeap)."""
+    import faiss
+
+    x = np.load(work / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    q = np.load(work / "queries.npy", allow_pickle=False)
+    heap = faiss.ResultHeap(len(q), k)
+    block = 1 << 20
+    for start in range(0, len(x), block):
+        part = np.ascontiguousarray(x[start:start + block])
+        flat = faiss.IndexFlatL2(part.shape[1])
+        flat.add(part)
+        distances, ids = flat.search(q, k)
+        heap.add_result(distances, np.where(ids >= 0, ids + start, -1))
+    heap.finalize()
+    np.save(work / "truth.npy", heap.I)
+    return {}
+
+
+def phase_train(work: Path, kind: str, nlist: int, pq_m: int | None, seed: int) -> dict:
+    from index.kinds import IndexParams, train_sample_size
+    from index.shards import train_template
+
+    x = np.load(work / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    size = min(len(x), train_sample_size(IndexParams(kind, nlist=nlist, pq_m=pq_m)))
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), size=size, replace=False))
+    template = train_template(x[rows], kind=kind, expected_count=len(x), nlist=nlist, pq_m=pq_m, seed=seed)
+    template.save(work / "template")
+    return {"sample": int(size)}
+
+
+def phase_shard(work: Path, i: int, n_shards: int) -> dict:
+    from index.shards import build_shard, shard_bounds
+
+    x = np.load(work / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    start, stop = shard_bounds(len(x), (i, n_shards))
+    shard = build_shard(work / "template", x[start:stop], first_id=start, shard=(i, n_shards))
+    shard.save(work / f"shard-{i}")
+    return {"items": stop - start}
+
+
+def phase_merge(work: Path, n_shards: int) -> dict:
+    from index.shards import merge_shards
+
+    merge_shards([work / f"shard-{i}" for i in range(n_shards)], work / "merged", direct_map=False)
+    return {}
+
+
+def phase_search(work: Path, k: int, nprobes: list[int]) -> dict:
+    import faiss
+
+    from index import VectorIndex
+
+    before, started = _status_kb("RssAnon"), time.perf_counter()
+    index = VectorIndex.load(work / "merged")
+    load_seconds = time.perf_counter() - started
+    loaded_mb = (_status_kb("RssAnon") - before) / 1024  # private memory the loaded index keeps
+    q, truth = np.load(work / "queries.npy", allow_pickle=False), np.load(work / "truth.npy", allow_pickle=False)
+    rows = []
+    for nprobe in nprobes:
+        index.set_search_params(nprobe=nprobe)
+        for threads in (1, os.cpu_count() or 1):
+            faiss.omp_set_num_threads(threads)
+            index.search(q[:10], k)  # warm the mapped lists a little
+            started = time.perf_counter()
+            ids = index.search(q, k).ids
+            seconds = time.perf_counter() - started
+            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
+            rows.append({"nprobe": nprobe, "threads": threads, "qps": len(q) / seconds, "recall": recall})
+    return {"load_seconds": load_seconds, "loaded_mb": loaded_mb, "rows": rows}
+
+
+PHASES = {"generate": phase_generate, "truth": phase_truth, "train": phase_train, "shard": phase_shard,
+          "merge": phase_merge, "search": phase_search}
+
+
+def run_phase(name: str, **kwargs) -> dict:
+    """Run one phase in a fresh process; its result plus wall time and peak memory."""
+    command = [sys.executable, __file__, "--phase", name, "--phase-args", json.dumps(kwargs, default=str)]
+    started = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"phase {name} failed with status {done.returncode}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = seconds
+    return result
+
+
+def child_main(name: str, kwargs: dict) -> None:
+    import resource
+
+    peak = AnonPeak()
+    args = {k: Path(v) if k == "work" else v for k, v in kwargs.items()}
+    result = PHASES[name](**args)
+    result["peak_anon_mb"] = peak.stop()
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- DDP step time
+
+
+def ddp_step_times(work: Path, limit: int, epochs: int) -> list[dict]:
+    rows = []
+    setups = (("1 process, 1 thread", ["--threads", "1"]), ("1 process, 2 threads", ["--threads", "2"]),
+              ("2 processes (--nproc 2), 1 thread each", ["--nproc", "2"]))
+    for number, (label, extra) in enumerate(setups):
+        out = work / f"ddp-{number}"
+        command = [sys.executable, "-m", "siamese.cli", "pretrain", "mnist-idx:tests/data/mnist", "--limit",
+                   str(limit), "--arch", "conv", "--epochs", str(epochs), "--out", str(out), "-q", *extra]
+        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        history = list(csv.DictReader((out / "history.csv").open()))
+        last = history[-1]
+        from siamese.train import steps_for
+
+        steps = steps_for(int(round(limit * 0.9)), 128)
+        rows.append({"setup": label, "seconds_per_epoch": float(last["seconds"]),
+                     "ms_per_step": 1000 * float(last["seconds"]) / steps, "items_per_second":
+                     float(last["items_per_second"]), "train_loss": float(last["train_loss"])})
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def billion_estimate(n: int, d: int, nlist: int, merged_bytes: dict, search: dict, build_rate: float) -> list[str]:
+    """Disk / RAM / machines for 1e9 items, scaled from this run's bytes per item."""
+    target = 1_000_000_000
+    lists_per_item = merged_bytes["lists.ivfdata"] / n
+    meta_per_item = merged_bytes["meta.sqlite"] / n
+    lookup = search["loaded_mb"] * 1024 * 1024 / n  # private memory of the loaded index: keys, labels, ids
+    search_rows = search["rows"]
+    nlist_1b = 65536
+    lines = ["", f"paper estimate for 1B items of dim {d} (scaled from this run's {n:,} items):"]
+    for kind, code in (("ivf (float32 codes, as measured)", 4 * d), ("ivfpq, 16-byte codes", 16)):
+        lists = target * (code + 8) if kind.startswith("ivfpq") else target * lists_per_item
+        meta = target * meta_per_item
+        lines += [f"  {kind}:",
+                  f"    disk: inverted lists {lists / 1e9:,.0f} GB + metadata {meta / 1e9:,.0f} GB "
+                  f"+ shards while building (same again) -> {2 * (lists + meta) / 1e9:,.0f} GB peak",
+                  f"    RAM to serve at full speed: the lists in page cache ({lists / 1e9:,.0f} GB) + "
+                  f"coarse quantizer ({nlist_1b} x {d} floats = {nlist_1b * d * 4 / 1e6:.0f} MB) + "
+                  f"ids/keys/labels held in RAM by VectorIndex ({lookup:.0f} B/item measured = "
+                  f"{lookup * target / 1e9:,.0f} GB)",
+                  f"    with 64 GB machines (48 GB usable): {max(1, int(np.ceil((lists + lookup * target) / 48e9)))} "
+                  f"machines, each serving a merged partition of the shards from RAM (a query goes to all and "
+                  f"the top-k are combined, as faiss IndexShards does); or fewer machines reading the lists "
+                  f"from SSD, bounded by random-read latency"]
+    best = max(search_rows, key=lambda r: (r["recall"], r["qps"]))
+    lines += [f"  build: the shard phase above ran at {build_rate:,.0f} items/s per process; 1B items at that "
+              f"rate is {target / build_rate / 3600:,.1f} process-hours (parallel across machines)"]
+    lines += [f"  search at nprobe={best['nprobe']} scans ~{best['nprobe'] / nlist * target / 1e6:,.0f}M codes per "
+              f"query with nlist={nlist}; with nlist={nlist_1b} it is ~{best['nprobe'] / nlist_1b * target / 1e6:,.0f}M"]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000_000)
+    parser.add_argument("--d", type=int, default=32)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--kind", choices=("ivf", "ivfpq"), default="ivf")
+    parser.add_argument("--nlist", type=int, default=2048)
+    parser.add_argument("--pq-m", type=int)
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the big files")
+    parser.add_argument("--skip-ddp", action="store_true")
+    parser.add_argument("--ddp-items", type=int, default=2000)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-args", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        child_main(args.phase, json.loads(args.phase_args))
+        return
+
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    print(f"machine: {os.cpu_count()} cores; free disk {shutil.disk_usage(work).free / 1e9:.0f} GB; "
+          f"numpy {np.__version__}")
+    if not args.skip_ddp:
+        print(f"\n## data-parallel pretraining (conv autoencoder, {args.ddp_items} MNIST digits, global batch 128)")
+        print("| setup | s/epoch | ms/step | items/s | train loss |\n|---|---|---|---|---|")
+        for row in ddp_step_times(work, args.ddp_items, 2):
+            print(f"| {row['setup']} | {row['seconds_per_epoch']:.1f} | {row['ms_per_step']:.0f} | "
+                  f"{row['items_per_second']:.0f} | {row['train_loss']:.2f} |")
+
+    n, d = args.n, args.d
+    print(f"\n## {n:,} x {d} float32 vectors, {args.kind} nlist={args.nlist}, {args.shards} shards")
+    total = time.perf_counter()
+    phases = [("generate", run_phase("generate", work=work, n=n, d=d, queries=args.queries, seed=args.seed))]
+    phases.append(("exact top-10 (reference)", run_phase("truth", work=work, k=10)))
+    build = time.perf_counter()
+    trained = run_phase("train", work=work, kind=args.kind, nlist=args.nlist, pq_m=args.pq_m, seed=args.seed)
+    phases.append(("train template", trained))
+    shard_results = [run_phase("shard", work=work, i=i, n_shards=args.shards) for i in range(args.shards)]
+    phases += [(f"shard {i}/{args.shards}", r) for i, r in enumerate(shard_results)]
+    merged = run_phase("merge", work=work, n_shards=args.shards)
+    phases.append(("merge (on-disk lists)", merged))
+    build_seconds = time.perf_counter() - build
+    search = run_phase("search", work=work, k=10, nprobes=args.nprobe)
+    phases.append(("load + search", search))
+    build_rate = sum(r["items"] for r in shard_results) / sum(r["seconds"] for r in shard_results)
+
+    print("| phase | wall s | peak RSS MB | peak private MB |\n|---|---|---|---|")
+    for name, result in phases:
+        print(f"| {name} | {result['seconds']:.1f} | {result['peak_rss_mb']:.0f} | {result['peak_anon_mb']:.0f} |")
+    shard_bytes = sum(directory_bytes(work / f"shard-{i}") for i in range(args.shards))
+    merged_bytes = {p.name: p.stat().st_size for p in (work / "merged").iterdir()}
+    parallel_seconds = trained["seconds"] + max(r["seconds"] for r in shard_results) + merged["seconds"]
+    print(f"\nbuild (train + {args.shards} shards one after another + merge): {build_seconds:.0f} s; "
+          f"with one machine per shard: {parallel_seconds:.0f} s")
+    print(f"disk: vectors.npy {(work / 'vectors.npy').stat().st_size / 1e9:.2f} GB, shards {shard_bytes / 1e9:.2f} GB, "
+          f"merged index {sum(merged_bytes.values()) / 1e9:.2f} GB "
+          f"({', '.join(f'{k} {v / 1e6:,.0f} MB' for k, v in sorted(merged_bytes.items()))})")
+    print(f"load of the merged index (checksums, metadata into RAM): {search['load_seconds']:.1f} s, "
+          f"{search['loaded_mb']:,.0f} MB of private memory kept")
+    print(f"\n| nprobe | faiss threads | recall@10 vs exact | QPS ({args.queries} queries) |\n|---|---|---|---|")
+    for row in search["rows"]:
+        print(f"| {row['nprobe']} | {row['threads']} | {row['recall']:.3f} | {row['qps']:,.0f} |")
+    print("\n".join(billion_estimate(n, d, args.nlist, merged_bytes, search, build_rate)))
+    print(f"\ntotal {time.perf_counter() - total:.0f} s")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
