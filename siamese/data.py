@@ -2,195 +2,30 @@
 
 Every model stores the Normalization of its training data, so queries passed through
 ``load_items(..., normalization=model_norm)`` land in the same space. Source readers live in
-siamese.sources; this module holds the public API, validation and the ItemSet container.
+siamese.sources; this module holds the public API, validation and the loading plan.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
-import re
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torchvision.transforms.v2 import functional as TF
 
 from siamese import sources
 from siamese.errors import SiameseError
+from siamese.item_set import ItemSet, check_unique_keys
+from siamese.labels import check_known_keys, read_labels_csv
+from siamese.normalization import Normalization
+from siamese.sources import open_reader as _open_reader
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Normalization", "ItemSet", "load_items", "iter_item_chunks", "read_labels_csv", "describe_source"]
-
-_INT = re.compile(r"^[+-]?\d+$")
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """x_normalised = (x_raw - offset) / scale, stored in every model so queries get the same transform."""
-
-    offset: float = 0.0
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "offset", float(self.offset))
-            object.__setattr__(self, "scale", float(self.scale))
-        except (TypeError, ValueError) as exc:
-            raise SiameseError(f"invalid normalization offset={self.offset!r}, scale={self.scale!r}; "
-                               "expected numbers") from exc
-        if not (math.isfinite(self.offset) and math.isfinite(self.scale) and self.scale > 0):
-            raise SiameseError(f"invalid normalization offset={self.offset}, scale={self.scale}; "
-                               "expected finite numbers with scale > 0")
-
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.offset) / self.scale
-
-    def invert(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.offset
-
-    def to_dict(self) -> dict[str, float]:
-        return {"offset": float(self.offset), "scale": float(self.scale)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Normalization:
-        if not isinstance(d, Mapping) or set(d) != {"offset", "scale"}:
-            raise SiameseError(f"invalid normalization {d!r}; expected a dict with exactly 'offset' and 'scale'")
-        return cls(d["offset"], d["scale"])
-
-
-@dataclass
-class ItemSet:
-    """Normalised items with keys and optional labels; x is (n, C, H, W) for images or (n, D) for vectors."""
-
-    x: torch.Tensor
-    keys: list[str]
-    labels: list[str | None] | None
-    normalization: Normalization
-    source: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.float32 or self.x.ndim < 2:
-            got = getattr(self.x, "dtype", type(self.x).__name__)
-            raise SiameseError(f"ItemSet.x must be a float32 tensor (n, ...), got {got} with shape "
-                               f"{tuple(getattr(self.x, 'shape', ()))}; convert it first")
-        n = self.x.shape[0]
-        if len(self.keys) != n:
-            raise SiameseError(f"{self.source}: {len(self.keys)} keys for {n} items; pass one key per item")
-        _check_unique(self.keys, self.source)
-        if self.labels is not None and len(self.labels) != n:
-            raise SiameseError(f"labels length mismatch in {self.source}: {len(self.labels)} labels for {n} items; "
-                               "pass one label (or None) per item")
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    @property
-    def item_shape(self) -> tuple[int, ...]:
-        return tuple(self.x.shape[1:])
-
-    @property
-    def is_image(self) -> bool:
-        return self.x.ndim == 4
-
-    @property
-    def has_labels(self) -> bool:
-        return self.labels is not None and any(label is not None for label in self.labels)
-
-    def subset(self, indices: Any) -> ItemSet:
-        """Items at int positions (any order, no negatives) or where a bool mask of length n is True."""
-        idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices)
-        if idx.dtype == bool:
-            if idx.shape != (len(self),):
-                raise SiameseError(f"bool mask of shape {idx.shape} for {len(self)} items; pass one flag per item")
-            idx = np.flatnonzero(idx)
-        if idx.size and idx.dtype.kind not in "iu":
-            raise SiameseError(f"subset indices must be ints or a bool mask, got dtype {idx.dtype}")
-        idx = idx.astype(np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise SiameseError(f"subset indices must lie in 0..{len(self) - 1}, got {idx.min()}..{idx.max()}")
-        keys = [self.keys[i] for i in idx.tolist()]
-        labels = None if self.labels is None else [self.labels[i] for i in idx.tolist()]
-        return replace(self, x=self.x[torch.from_numpy(idx)], keys=keys, labels=labels)
-
-    def labelled_mask(self) -> np.ndarray:
-        """(n,) bool: True where the item has a label."""
-        if self.labels is None:
-            return np.zeros(len(self), dtype=bool)
-        return np.fromiter((label is not None for label in self.labels), dtype=bool, count=len(self))
-
-    def label_codes(self) -> tuple[np.ndarray, list[str]]:
-        """(n,) int64 codes into the sorted class list, -1 for unlabelled; integer labels sort numerically."""
-        if self.labels is None:
-            return np.full(len(self), -1, dtype=np.int64), []
-        classes = sorted({label for label in self.labels if label is not None}, key=_class_sort_key(self.labels))
-        index = {c: i for i, c in enumerate(classes)}
-        codes = np.fromiter((index.get(label, -1) if label is not None else -1 for label in self.labels),
-                            dtype=np.int64, count=len(self))
-        return codes, classes
-
-    def with_labels(self, mapping: Mapping[str, str | int], *, strict: bool = True) -> ItemSet:
-        """Labels from key -> label (e.g. LABELS.csv); keys not in mapping get None. strict: unknown keys raise."""
-        if strict:
-            _check_known(mapping, self.keys, self.source)
-        labels = [sources.label_str(mapping[k]) if k in mapping else None for k in self.keys]
-        return replace(self, labels=labels)
-
-
-def _class_sort_key(labels: Sequence[str | None]) -> Any:
-    if all(_INT.match(label) for label in labels if label is not None):
-        return lambda c: (int(c), c)
-    return lambda c: c
-
-
-def _check_unique(keys: Sequence[str], where: str) -> None:
-    if len(set(keys)) != len(keys):
-        dup, count = next((k, c) for k, c in Counter(keys).items() if c > 1)
-        raise SiameseError(f"duplicate keys in {where}: {dup!r} appears {count} times; every item needs a unique key")
-
-
-def _check_known(mapping: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
-    unknown = set(mapping).difference(keys)
-    if unknown:
-        example = sorted(unknown)[0]
-        raise SiameseError(f"{len(unknown)} label keys are not items of {where} (e.g. {example!r}; item keys look like "
-                           f"{keys[0]!r}); fix the keys in the labels file")
-
-
-def read_labels_csv(path: str | Path) -> dict[str, str]:
-    """LABELS.csv with header `key,label` -> {key: label}; rows with an empty label are left out (unlabelled)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise SiameseError(f"labels file not found: {path}; pass a CSV with header key,label")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise SiameseError(f"cannot read labels file {path}: {sources.reason(exc)}; use a UTF-8 CSV") from exc
-    header = [h.strip().lower() for h in rows[0]] if rows else []
-    if "key" not in header or "label" not in header:
-        raise SiameseError(f"labels file {path} has header {rows[0] if rows else []}; expected `key,label`")
-    ki, li = header.index("key"), header.index("label")
-    out: dict[str, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            raise SiameseError(f"labels file {path} line {line} has {len(row)} cells, expected {len(header)}")
-        key, label = row[ki].strip(), row[li].strip()
-        if not key:
-            raise SiameseError(f"labels file {path} line {line} has an empty key; give every row a key")
-        if key in out:
-            raise SiameseError(f"labels file {path} line {line} repeats key {key!r}; keep one row per key")
-        if label:
-            out[key] = label
-    return out
 
 
 def describe_source(source: Any) -> str:
@@ -205,29 +40,6 @@ def describe_source(source: Any) -> str:
     return {"folder": "image folder {}", "image": "image file {}", "npy": "npy file {}", "npz": "npz file {}",
             "csv": "csv file {}", "mnist-idx": "MNIST idx files in {}", "torchvision": "torchvision {}",
             "sklearn": "sklearn {} (1797 8x8 images)"}[kind].format(detail)
-
-
-def _open_reader(source: Any, root: str | Path | None, download: bool, split: str | None) -> sources.Reader:
-    kind, detail = sources.classify(source)
-    if split is not None and kind not in ("mnist-idx", "torchvision"):
-        raise SiameseError(f"split={split!r} only applies to mnist-idx:DIR and torchvision:NAME sources, not {kind}")
-    if kind == "array":
-        try:
-            arr = detail.detach().cpu().numpy() if isinstance(detail, torch.Tensor) else np.asarray(detail)
-        except ValueError as exc:
-            raise SiameseError(f"mixed item shapes in the in-memory data ({sources.reason(exc)}); "
-                               "give every item the same shape") from exc
-        return sources.ArrayReader(arr, f"in-memory array of shape {arr.shape}")
-    if kind in ("files", "image"):
-        return sources.image_files_reader(detail if kind == "files" else [detail])
-    if kind == "mnist-idx":
-        return sources.mnist_idx_reader(Path(detail).expanduser(), split)
-    if kind == "torchvision":
-        return sources.torchvision_reader(detail, root, download, split)
-    if kind == "sklearn":
-        return sources.digits_reader()
-    return {"folder": sources.image_folder_reader, "npy": sources.npy_reader, "npz": sources.npz_reader,
-            "csv": sources.csv_reader}[kind](detail)
 
 
 def _image_size(image_size: Any) -> tuple[int, int] | None:
@@ -247,7 +59,7 @@ def _labels_override(reader: sources.Reader, labels: Any) -> None:
     if isinstance(labels, (str, Path)):
         labels = read_labels_csv(labels)
     if isinstance(labels, Mapping):
-        _check_known(labels, reader.keys, reader.description)
+        check_known_keys(labels, reader.keys, reader.description)
         reader.labels = [sources.label_str(labels[k]) if k in labels else None for k in reader.keys]
     else:
         reader.labels = sources.labels_to_strings(labels, len(reader.keys), reader.description)
@@ -311,7 +123,7 @@ def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, norma
     _labels_override(reader, labels)
     if limit is not None:
         reader.limit(int(limit))
-    _check_unique(reader.keys, reader.description)
+    check_unique_keys(reader.keys, reader.description)
     reader.prepare(channels, size, on_error)
     shape = _target_shape(reader.item_shape, channels, size, reader.description)
     if normalization is None:
