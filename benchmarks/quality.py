@@ -3,7 +3,7 @@
 Rows, all scored the same way (kNN k=5 accuracy of queries against the index, precision@1,
 MAP@R, NMI of k-means clusters): raw pixels, PCA-32, each autoencoder variant at d=32, d=2
 autoencoders, and the best encoder fine-tuned with 10 (3 seeds) / 100 / all labels per class
-(pairs built only from the labelled subset).
+(pairs built only from the labelled subset: pseudo-pairs off; benchmarks/pseudo_pairs.py adds them).
 
     python benchmarks/quality.py --jobs 2                 # everything (about an hour on 2 cores)
     python benchmarks/quality.py --quick                  # 2 epochs per model, a smoke run
@@ -88,7 +88,7 @@ def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool 
         parent = load_model(work / "models" / row.parent)
         labels = True
         model = finetune(parent, train_items, labels=labels, labels_per_class=row.per_class,
-                         config=FinetuneConfig(distance=row.distance, **row.extra),
+                         config=FinetuneConfig(distance=row.distance, pseudo_pairs=None, **row.extra),
                          train=TrainConfig(epochs=ft_epochs, lr=1e-3, seed=row.seed), out=model_dir, progress=False)
         record = model.info["finetune"]
         info = {"n_labelled": record["n_labelled"], "recon_before": record["val_reconstruction_before"],

@@ -135,11 +135,11 @@ def register(sub) -> None:
 # ---------------------------------------------------------------- pseudo-pair options of `siamese finetune`
 
 def add_pseudo_pair_options(parser) -> None:
-    """`siamese finetune` flags; --pseudo-pairs switches the term on."""
-    group = parser.add_argument_group("pseudo-pairs (off by default)")
-    group.add_argument("--pseudo-pairs", action="store_true",
+    """`siamese finetune` flags; --pseudo-pairs off trains on the given pairs / labels only."""
+    group = parser.add_argument_group("pseudo-pairs")
+    group.add_argument("--pseudo-pairs", choices=("on", "off"), default="on",
                        help="also train on confident pairs mined among unlabelled items (mutual nearest neighbours "
-                       "= same, far pairs = different)")
+                       "= same, far pairs = different); default on")
     group.add_argument("--pseudo-k", type=int, default=5, help="mutual k-nearest neighbours")
     group.add_argument("--pseudo-positive-quantile", type=float, default=0.5,
                        help="keep mutual neighbours closer than this quantile of their distances")
@@ -151,10 +151,10 @@ def add_pseudo_pair_options(parser) -> None:
 
 
 def pseudo_pair_config(args):
-    """PseudoPairConfig from the finetune flags, or None without --pseudo-pairs."""
+    """PseudoPairConfig from the finetune flags, or None with --pseudo-pairs off."""
     from .pseudo_pairs import PseudoPairConfig
 
-    if not args.pseudo_pairs:
+    if args.pseudo_pairs == "off":
         return None
     return PseudoPairConfig(k=args.pseudo_k, positive_quantile=args.pseudo_positive_quantile,
                             negative_quantile=args.pseudo_negative_quantile, negatives_per_positive=args.pseudo_ratio,
@@ -166,14 +166,20 @@ def pseudo_pair_config(args):
 
 def add_open_set_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("open set (both rules off by default)")
-    group.add_argument("--unknown-distance", metavar="auto|X|qQ",
-                       help="answer unknown when the nearest labelled item is farther than: auto = the calibrated "
-                       "same/different threshold (siamese calibrate), X = a distance, qQ = the Q quantile of the "
-                       "labelled indexed items' distances to their nearest other labelled item (e.g. q0.95)")
+    group.add_argument("--unknown-distance", metavar="auto|calibrated|X|qQ",
+                       help="answer unknown when the nearest labelled item is farther than: qQ = the Q quantile of "
+                       "the labelled indexed items' distances to their nearest other labelled item; auto = q0.95; "
+                       "calibrated = the same/different pair threshold of `siamese calibrate` (much looser: pairs "
+                       "are farther apart than nearest neighbours); X = a distance")
     group.add_argument("--unknown-recon-quantile", type=float, metavar="Q",
                        help="answer unknown when the reconstruction error exceeds the Q quantile of the indexed "
                        "items' errors (read back from the source the index was built from)")
     group.add_argument("--unknown-label", default="unknown", help="the open-set answer (default: unknown)")
+
+
+# on MNIST with two digits held out, q0.95 gave unknown-detection F1 0.80 (best possible 0.82); the
+# pair threshold of `siamese calibrate` gave 0.00 (BENCHMARKS.md, benchmarks/openset.py)
+AUTO_UNKNOWN_QUANTILE = 0.95
 
 
 def unknown_distance(args: argparse.Namespace, model, index) -> float | None:
@@ -182,6 +188,8 @@ def unknown_distance(args: argparse.Namespace, model, index) -> float | None:
     if value is None:
         return None
     if value == "auto":
+        value = f"q{AUTO_UNKNOWN_QUANTILE}"
+    if value == "calibrated":
         from .calibration import Calibration, check_calibration, find_calibration
 
         calibration = find_calibration(args.model, model)
@@ -189,7 +197,7 @@ def unknown_distance(args: argparse.Namespace, model, index) -> float | None:
             calibration = Calibration.from_dict(index.info["calibration"], f"{args.index} info['calibration']")
             check_calibration(calibration, model, f"the calibration stored in {args.index}")
         if calibration is None:
-            raise SiameseError(f"--unknown-distance auto needs a calibrated model; run `siamese calibrate "
+            raise SiameseError(f"--unknown-distance calibrated needs a calibrated model; run `siamese calibrate "
                                f"{args.model} DATA --pairs PAIRS.csv` first, or give a distance")
         return calibration.threshold
     if value.startswith("q"):
@@ -203,7 +211,7 @@ def _number(text: str, name: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise SiameseError(f"{name} expects auto, a number or qQ (e.g. q0.95), got {text!r}") from None
+        raise SiameseError(f"{name} expects auto, calibrated, a number or qQ (e.g. q0.95), got {text!r}") from None
 
 
 def open_set_labels(args: argparse.Namespace, model, index, classifier, items, z, predicted):

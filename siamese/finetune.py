@@ -54,7 +54,10 @@ class FinetuneConfig:
     pairs_per_step: int = 256  # pairs (pair-file mode) per step, half positive where possible
     unlabelled_per_step: int = 128  # items for the reconstruction term per step
     augment: bool = True  # random shift/rotation of labelled images before embedding them
-    pseudo_pairs: PseudoPairConfig | None = None  # also mine confident pairs among unlabelled items (off)
+    # confident pairs mined among unlabelled items add a second contrastive term; on MNIST with 10
+    # labels per class they lifted kNN accuracy 98.35 -> 98.63% and MAP@R 76 -> 82% (BENCHMARKS.md).
+    # None: labelled pairs only.
+    pseudo_pairs: PseudoPairConfig | None = PseudoPairConfig()
 
     def __post_init__(self) -> None:
         for name, allowed in (("loss", LOSSES), ("distance", DISTANCES), ("miner", MINERS)):

@@ -32,7 +32,7 @@ _RANDOM_PAIRS = 20000  # random pairs drawn to estimate the negative distance qu
 
 @dataclass(frozen=True)
 class PseudoPairConfig:
-    """How pseudo-pairs are mined and weighted (off unless FinetuneConfig.pseudo_pairs is set)."""
+    """How pseudo-pairs are mined and weighted (FinetuneConfig.pseudo_pairs; None turns them off)."""
 
     k: int = 5  # mutual k-nearest neighbours are positive candidates
     positive_quantile: float = 0.5  # keep candidates closer than this quantile of their distances (confidence)
@@ -128,12 +128,14 @@ class PseudoPairTerm:
 
         if self.mined_at is not None and not self.config.refresh:
             return
+        self.mined_at = epoch
+        if len(self.candidates) < 3:  # every item is labelled: nothing to mine
+            return
         source = model if self.config.refresh else self.reference
         z = embed(source, self.x[self.candidates])
         self.pairs = mine_pseudo_pairs(z, self.config, metric=self.metric, seed=self.seed + epoch)
         if self.pairs is not None:  # positions among candidates -> positions in x
             self.pairs = Pairs(self.candidates[self.pairs.a], self.candidates[self.pairs.b], self.pairs.label)
-        self.mined_at = epoch
 
     def wrap(self, model, batches, step_loss):
         """(batches, step_loss) of finetune, extended with a pseudo-pair batch and its loss."""

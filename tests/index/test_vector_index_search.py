@@ -152,7 +152,9 @@ def test_range_search_bad_radius(small: np.ndarray) -> None:
     [
         (10_000, None, "flat"),
         (100_000, None, "hnsw"),
-        (4_000_000, None, "hnsw"),
+        (999_999, None, "hnsw"),
+        (1_000_000, None, "ivf"),  # HNSW32 recall@10 fell to 0.93 on 1M clustered vectors; IVF kept 1.0
+        (4_000_000, None, "ivf"),
         (20_000_000, None, "ivf"),
         (1_000_000, 200 * 1_000_000, "ivf"),
         (1_000_000, 60 * 1_000_000, "ivfpq"),

@@ -165,9 +165,10 @@ def test_cli_calibrate_verify_and_index_copy(workspace, capsys, tmp_path):
                        "-q")
     assert code == 0, err
     assert VectorIndex.load(tmp_path / "ix").info["calibration"] == calibration.to_dict()  # survives save/load
-    code, out, err = run(capsys, "classify", tmp_path / "ix", workspace / "tuned", q, "--unknown-distance", "auto",
-                         "--unknown-label", "none-of-these")
-    assert code == 0 and "accuracy" not in out, err
+    for rule in ("calibrated", "auto"):
+        code, out, err = run(capsys, "classify", tmp_path / "ix", workspace / "tuned", q, "--unknown-distance", rule,
+                             "--unknown-label", "none-of-these")
+        assert code == 0 and "accuracy" not in out, err
     code, out, err = run(capsys, "classify", tmp_path / "ix", workspace / "tuned", workspace / "images",
                          "--unknown-distance", "q0.9", "--unknown-recon-quantile", "0.5", "--out", tmp_path / "p.csv")
     assert code == 0 and "answered 'unknown' for" in out and "with reconstruction error above" in out, err

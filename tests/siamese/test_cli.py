@@ -11,19 +11,8 @@ import torch
 from torchvision.io import write_png
 
 from siamese.cli import main
+from tiny_workspace import TINY, draw
 
-TINY = ["--widths", "4", "8", "--latent-dim", "4", "--epochs", "2", "--batch-size", "8", "-q"]
-
-
-def draw(kind: int, rng) -> torch.Tensor:
-    """8x8 gray image: class 0 = a vertical bar, class 1 = a horizontal bar, plus noise."""
-    img = rng.integers(0, 40, (8, 8))
-    pos = rng.integers(2, 6)
-    if kind == 0:
-        img[:, pos] = 255
-    else:
-        img[pos, :] = 255
-    return torch.from_numpy(img.astype(np.uint8))[None]
 
 
 @pytest.fixture(scope="module")

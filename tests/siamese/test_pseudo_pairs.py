@@ -90,10 +90,14 @@ def test_cli_flags(tmp_path_factory, tmp_path, capsys):
 
     root = tiny_workspace.shared(tmp_path_factory)
     code = main(["finetune", str(root / "model"), str(root / "images"), "--labels", "items", "--labels-per-class", "3",
-                 "--pseudo-pairs", "--pseudo-k", "3", "--pseudo-refresh", "--epochs", "1", "--batch-size", "8",
+                 "--pseudo-pairs", "on", "--pseudo-k", "3", "--pseudo-refresh", "--epochs", "1", "--batch-size", "8",
                  "--out", str(tmp_path / "ft"), "-q"])
     assert code == 0, capsys.readouterr().err
     config = json.loads((tmp_path / "ft" / "config.json").read_text())["info"]["finetune"]["config"]["pseudo_pairs"]
     assert config["k"] == 3 and config["refresh"] is True
-    assert main(["finetune", str(root / "model"), str(root / "images"), "--labels", "items", "--pseudo-pairs",
+    assert main(["finetune", str(root / "model"), str(root / "images"), "--labels", "items", "--pseudo-pairs", "on",
                  "--pseudo-k", "0", "--out", str(tmp_path / "bad"), "-q"]) == 2
+    assert main(["finetune", str(root / "model"), str(root / "images"), "--labels", "items", "--labels-per-class", "3",
+                 "--pseudo-pairs", "off", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "off"),
+                 "-q"]) == 0
+    assert json.loads((tmp_path / "off" / "config.json").read_text())["info"]["finetune"]["config"]["pseudo_pairs"] is None
