@@ -4,7 +4,9 @@ SQLite table `items(id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, label TEXT
 NULL)` is the persisted form (`meta.sqlite`). The working copy lives in memory; `save` writes a
 standalone file in WAL mode (readers of a saved index never block on a writer). Hot-path lookups
 (ids -> keys/labels for every search hit, keys -> ids) use numpy arrays cached alongside SQLite
-and aligned with the sorted ids, so they are vectorised and need no SQL round trip.
+and aligned with the sorted ids, so they are vectorised and need no SQL round trip. keys -> ids
+goes through sorted 64-bit key hashes (16 B per item) rather than a dict (~70 B per item), so a
+million-item index does not pay a second copy of its keys in Python objects.
 """
 
 from __future__ import annotations
@@ -29,6 +31,52 @@ _COLUMNS = [("id", "INTEGER"), ("key", "TEXT"), ("label", "TEXT"), ("attrs", "TE
 _SQL_BATCH = 500  # ids per `IN (...)` query, well below SQLite's variable limit
 
 
+def _hashes(keys: Sequence[str]) -> np.ndarray:
+    """int64 hash of every key (str hashes are stable within a process, which is all a cache needs)."""
+    return np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
+
+
+class _KeyIndex:
+    """key -> position in the cached keys array, as sorted key hashes plus the positions in that
+    order; a hash match is confirmed by comparing the keys, so hash collisions are harmless."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        hashes = _hashes(keys)
+        self._order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[self._order]
+
+    def append(self, new_keys: Sequence[str], first_position: int) -> None:
+        """Index keys stored at first_position, first_position + 1, ... (merged in, O(n))."""
+        hashes = _hashes(new_keys)
+        order = np.argsort(hashes, kind="stable")
+        at = np.searchsorted(self._hashes, hashes[order], side="right")
+        self._hashes = np.insert(self._hashes, at, hashes[order])
+        self._order = np.insert(self._order, at, order + first_position)
+
+    def find(self, stored: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+        """int64 positions into `stored` (the cached keys) of `keys`; -1 where a key is absent."""
+        wanted = _hashes(keys)
+        n = self._hashes.size
+        if n == 0 or wanted.size == 0:
+            return np.full(wanted.size, -1, dtype=np.int64)
+        lo = np.searchsorted(self._hashes, wanted, side="left")
+        lo_clipped = np.minimum(lo, n - 1)
+        same_hash = (lo < n) & (self._hashes[lo_clipped] == wanted)
+        query = np.empty(len(keys), dtype=object)
+        query[:] = list(keys)
+        candidate = self._order[lo_clipped]
+        found = same_hash & (stored[candidate] == query)
+        out = np.where(found, candidate, -1).astype(np.int64)
+        for i in np.flatnonzero(same_hash & ~found).tolist():  # a hash shared by several keys
+            j = int(lo[i]) + 1
+            while j < n and self._hashes[j] == wanted[i]:
+                if stored[self._order[j]] == query[i]:
+                    out[i] = self._order[j]
+                    break
+                j += 1
+        return out
+
+
 class MetadataStore:
     """Keys, labels and attrs of the items of one index.
 
@@ -45,7 +93,7 @@ class MetadataStore:
         if rows:
             self._keys[:] = [r[1] for r in rows]
             self._labels[:] = [r[2] for r in rows]
-        self._key_to_id: dict[str, int] | None = None
+        self._key_index: _KeyIndex | None = None
 
     # -- construction / persistence -------------------------------------------------------------
 
@@ -116,10 +164,16 @@ class MetadataStore:
         mask = self._labels != None  # noqa: E711
         return self._ids[mask], self._labels[mask]
 
-    def _key_map(self) -> dict[str, int]:
-        if self._key_to_id is None:
-            self._key_to_id = dict(zip(self._keys.tolist(), self._ids.tolist()))
-        return self._key_to_id
+    def _dense(self) -> bool:
+        """Ids are exactly 0..n-1 (nothing removed, no reserved offset): an id is its own position."""
+        n = self._ids.size
+        return n > 0 and int(self._ids[0]) == 0 and int(self._ids[-1]) == n - 1
+
+    def _key_positions(self, keys: Sequence[str]) -> np.ndarray:
+        """Positions of keys in the cached arrays; -1 for keys not in the index."""
+        if self._key_index is None:
+            self._key_index = _KeyIndex(self._keys)
+        return self._key_index.find(self._keys, keys)
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -130,8 +184,7 @@ class MetadataStore:
             raise VectorIndexError(
                 f"{name} contains {len(dup)} duplicated key(s) {preview(dup)}; keys must be unique, de-duplicate them"
             )
-        existing = self._key_map()
-        clash = [k for k in keys if k in existing]
+        clash = [keys[i] for i in np.flatnonzero(self._key_positions(keys) >= 0).tolist()]
         if clash:
             raise VectorIndexError(
                 f"{name} has {len(clash)} key(s) already in the index {preview(clash)}; "
@@ -165,14 +218,14 @@ class MetadataStore:
 
     def ids_for_keys(self, keys: Sequence[str], name: str = "keys") -> np.ndarray:
         """int64 (n,) ids for keys; every key must exist."""
-        mapping = self._key_map()
-        missing = [k for k in keys if k not in mapping]
-        if missing:
+        pos = self._key_positions(keys)
+        if np.any(pos < 0):
+            missing = [keys[i] for i in np.flatnonzero(pos < 0).tolist()]
             raise VectorIndexError(
                 f"{name} has {len(missing)} key(s) not in the index {preview(missing)}; "
                 f"check spelling or add them first"
             )
-        return np.fromiter((mapping[k] for k in keys), dtype=np.int64, count=len(keys))
+        return self._ids[pos]
 
     def keys_for_ids(self, ids: np.ndarray, name: str = "ids") -> np.ndarray:
         """object (n,) keys for ids; every id must exist."""
@@ -184,11 +237,20 @@ class MetadataStore:
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(keys, labels) object arrays shaped like `ids`; None where the id is -1 (faiss's
-        "no result") or unknown. Vectorised: one searchsorted, no SQL."""
-        pos, found = self.positions(ids)
-        keys = np.where(found, self._keys[pos] if self._ids.size else None, None)
-        labels = np.where(found, self._labels[pos] if self._ids.size else None, None)
-        return keys.astype(object, copy=False), labels.astype(object, copy=False)
+        "no result") or unknown. Vectorised, no SQL; ids 0..n-1 index the arrays directly."""
+        n = self._ids.size
+        if n == 0:
+            return np.full(ids.shape, None, dtype=object), np.full(ids.shape, None, dtype=object)
+        if self._dense():
+            found = (ids >= 0) & (ids < n)
+            pos = ids if found.all() else np.where(found, ids, 0)
+        else:
+            pos, found = self.positions(ids)
+        keys, labels = self._keys[pos], self._labels[pos]
+        if not found.all():
+            keys[~found] = None
+            labels[~found] = None
+        return keys, labels
 
     def attrs_for_ids(self, ids: np.ndarray, name: str = "ids") -> list[dict[str, Any] | None]:
         """attrs dicts (or None) for ids, read from SQLite in batches."""
@@ -225,21 +287,18 @@ class MetadataStore:
         new_keys[:] = list(keys)
         new_labels = np.empty(n, dtype=object)
         new_labels[:] = labels
+        if self._key_index is not None:
+            self._key_index.append(new_keys, self._ids.size)
         self._ids = np.concatenate([self._ids, ids.astype(np.int64)])
         self._keys = np.concatenate([self._keys, new_keys])
         self._labels = np.concatenate([self._labels, new_labels])
-        if self._key_to_id is not None:
-            self._key_to_id.update(zip(keys, ids.tolist()))
 
     def remove(self, ids: np.ndarray) -> None:
         """Delete rows by id (callers check that they exist)."""
         with self._conn:
             self._conn.executemany("DELETE FROM items WHERE id = ?", ((i,) for i in ids.tolist()))
-        drop = np.isin(self._ids, ids)
-        if self._key_to_id is not None:
-            for key in self._keys[drop].tolist():
-                self._key_to_id.pop(key, None)
-        keep = ~drop
+        keep = ~np.isin(self._ids, ids)
+        self._key_index = None  # positions shift; rebuilt on the next key lookup
         self._ids, self._keys, self._labels = self._ids[keep], self._keys[keep], self._labels[keep]
 
     def count_rows(self) -> int:

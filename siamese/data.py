@@ -21,6 +21,7 @@ from siamese.errors import SiameseError
 from siamese.item_set import ItemSet, check_unique_keys
 from siamese.labels import check_known_keys, read_labels_csv
 from siamese.normalization import Normalization
+from siamese.source_arrays import RowKeys
 from siamese.sources import open_reader as _open_reader
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ def _infer_normalization(lo: float, hi: float) -> Normalization:
     return Normalization(lo, hi - lo if hi > lo else 1.0)
 
 
+def _take(keys, positions: np.ndarray) -> list[str]:
+    """keys[positions] as a list; default row keys are made here, one chunk at a time."""
+    if isinstance(keys, RowKeys):
+        return keys.take(positions)
+    return [keys[i] for i in positions.tolist()]
+
+
 @dataclass
 class _Plan:
     reader: sources.Reader
@@ -100,7 +108,7 @@ class _Plan:
             x = sources.to_channels(x, self.channels)
             if self.size is not None and tuple(x.shape[-2:]) != self.size:
                 x = TF.resize(x, list(self.size), antialias=True)
-        keys = [self.reader.keys[i] for i in kept.tolist()]
+        keys = _take(self.reader.keys, kept)
         labels = None if self.reader.labels is None else [self.reader.labels[i] for i in kept.tolist()]
         x = self.normalization.apply(x).contiguous()
         return ItemSet(x, keys, labels, self.normalization, self.reader.description)
@@ -123,7 +131,8 @@ def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, norma
     _labels_override(reader, labels)
     if limit is not None:
         reader.limit(int(limit))
-    check_unique_keys(reader.keys, reader.description)
+    if not isinstance(reader.keys, RowKeys):  # row numbers are unique by construction
+        check_unique_keys(reader.keys, reader.description)
     reader.prepare(channels, size, on_error)
     shape = _target_shape(reader.item_shape, channels, size, reader.description)
     if normalization is None:

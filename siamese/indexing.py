@@ -68,6 +68,7 @@ def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progr
         index.add(embed(model, chunk), keys=chunk.keys, labels=chunk.labels)
         added += len(chunk)
         bar.update(len(chunk))
+        del chunk  # free this chunk's items before the next one is read: one chunk in memory at a time
     bar.close()
     return added
 
@@ -102,7 +103,9 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
     index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
                               kind=kind, model_fingerprint=model.fingerprint(),
                               memory_budget_bytes=memory_budget_bytes, info=info)
-    _add_chunks(index, model, chunks, labels=labels, progress=progress, done=len(first))
+    done = len(first)
+    del first  # not kept alive for the rest of the build
+    _add_chunks(index, model, chunks, labels=labels, progress=progress, done=done)
     return index
 
 

@@ -1,14 +1,17 @@
-"""Numeric-array sources: in-memory arrays, .npy (memory-mapped), .npz (x, y, keys) and .csv (features, label, key).
+"""Numeric-array sources: in-memory arrays, .npy (read by range), .npz (x, y, keys) and .csv (features, label, key).
 
 Every one becomes an ArrayReader of shape (n, D) vectors or (n, C, H, W) images, scanned once in blocks for
-NaN/inf and the min/max that an inferred Normalization needs.
+NaN/inf and the min/max that an inferred Normalization needs. A .npy file is opened as a memory map only to
+learn its shape and dtype; its rows are read with plain file reads, so the pages read are not mapped into the
+process and a file larger than RAM costs one block of memory, not its size. Row keys ("0", "1", ...) are
+made per chunk (RowKeys), not a million strings up front.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +23,40 @@ from siamese.source_reader import Reader, reason
 
 log = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 64 << 20  # block size for scans over memory-mapped arrays
+_CHUNK_BYTES = 16 << 20  # block size of the NaN/min/max scan (a .npy block is read into memory)
+
+
+class RowKeys(Sequence):
+    """The default keys str(i) of rows start..stop-1, made on access (unique by construction)."""
+
+    def __init__(self, stop: int, start: int = 0) -> None:
+        self.start, self.stop = start, max(start, stop)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(len(self))
+            if step != 1:
+                return [str(self.start + j) for j in range(lo, hi, step)]
+            return RowKeys(self.start + hi, self.start + lo)
+        j = i + len(self) if i < 0 else i
+        if not 0 <= j < len(self):
+            raise IndexError(f"row key {i} out of range for {len(self)} rows")
+        return str(self.start + j)
+
+    def take(self, positions: np.ndarray) -> list[str]:
+        """Keys at positions (vectorised)."""
+        return (np.asarray(positions, dtype=np.int64) + self.start).astype(str).tolist()
 
 
 class ArrayReader(Reader):
     """A numeric array (possibly memory-mapped) of shape (n, D), (n, H, W) or (n, C, H, W)."""
 
-    def __init__(self, arr: np.ndarray, description: str, *, keys: list[str] | None = None,
+    def __init__(self, arr: np.ndarray, description: str, *, keys: Sequence[str] | None = None,
                  labels: list[str | None] | None = None, fixed_norm: tuple[float, float] | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, file: tuple[Path, int] | None = None) -> None:
         if arr.dtype.kind not in "biuf":
             raise SiameseError(f"{description} has dtype {arr.dtype}; expected a numeric array (ints or floats)")
         if arr.ndim == 0 or arr.shape[0] == 0 or arr.size == 0:
@@ -43,7 +71,9 @@ class ArrayReader(Reader):
         elif arr.ndim > 4:
             raise SiameseError(f"{description} has shape {arr.shape}; expected (n, D) vectors or (n, C, H, W) images")
         self.arr, self.channels_last, self.description = arr, channels_last, description
-        self.keys = keys if keys is not None else np.arange(arr.shape[0]).astype(str).tolist()
+        # (path, data offset) of a C-ordered .npy: rows are read from the file instead of the map
+        self._file = file if file is not None and arr.flags.c_contiguous else None
+        self.keys = keys if keys is not None else RowKeys(arr.shape[0])
         self.labels, self.fixed_norm, self.skipped = labels, fixed_norm, []
         self._range: tuple[float, float] | None = None
 
@@ -56,7 +86,21 @@ class ArrayReader(Reader):
         n = len(self.keys)
         step = max(1, _CHUNK_BYTES // max(1, self.arr[0].nbytes))
         for start in range(0, n, step):
-            yield np.asarray(self.arr[start:min(n, start + step)])
+            yield self._rows(start, min(n, start + step))
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 as an array of their own (a file read for .npy, a view otherwise)."""
+        if self._file is None:
+            return np.asarray(self.arr[start:stop])
+        path, offset = self._file
+        out = np.empty((stop - start, *self.arr.shape[1:]), dtype=self.arr.dtype)
+        with open(path, "rb") as f:
+            f.seek(offset + start * out[:1].nbytes)
+            got = f.readinto(memoryview(out).cast("B"))
+        if got != out.nbytes:
+            raise SiameseError(f"{self.description} is shorter than its header says (rows {start}..{stop - 1} "
+                               "missing); the file is truncated, save it again with np.save")
+        return out
 
     def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str) -> None:
         """One pass over the (limited) data: reject NaN/inf and record min/max for normalisation."""
@@ -72,6 +116,7 @@ class ArrayReader(Reader):
             if not bad:
                 lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
             offset += len(block)
+            del block  # release it before the next block is read
         if bad:
             raise SiameseError(f"{self.description} contains {bad} NaN/inf values in {bad_rows} items "
                                f"(first: item {self.keys[first]!r}); remove or impute them before loading")
@@ -82,7 +127,7 @@ class ArrayReader(Reader):
         return self._range
 
     def read(self, start: int, stop: int) -> tuple[torch.Tensor, np.ndarray]:
-        block = np.asarray(self.arr[start:stop], dtype=np.float32)
+        block = np.asarray(self._rows(start, stop), dtype=np.float32)
         block = np.ascontiguousarray(block.transpose(0, 3, 1, 2) if self.channels_last else block)
         if not block.flags.writeable:  # a read-only memory map: copy out of it
             block = block.copy()
@@ -93,7 +138,8 @@ def npy_reader(path: Path) -> ArrayReader:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise SiameseError(f"cannot read {path} as .npy: {reason(exc)}; save a numeric array with np.save") from exc
-    return ArrayReader(arr, f"npy file {path}")
+    file = (path, int(arr.offset)) if isinstance(arr, np.memmap) else None
+    return ArrayReader(arr, f"npy file {path}", file=file)
 
 
 def npz_reader(path: Path) -> ArrayReader:

@@ -1,0 +1,55 @@
+"""MetadataStore key -> id lookups through sorted key hashes, and id -> key lookups on both the
+dense (ids 0..n-1) and the sparse path, give the same answers as a plain dict would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index import metadata
+from index.errors import VectorIndexError
+from index.metadata import MetadataStore
+from index_testlib import assert_index_error
+
+
+def _store(ids: np.ndarray) -> MetadataStore:
+    store = MetadataStore.in_memory()
+    store.add(ids, [f"k{i}" for i in ids.tolist()], [None if i % 2 else f"L{i % 3}" for i in ids.tolist()])
+    return store
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_key_lookups_survive_adds_removes_and_hash_collisions(collide, monkeypatch) -> None:
+    if collide:  # every key gets the same hash: equal hashes must be told apart by the keys
+        monkeypatch.setattr(metadata, "_hashes", lambda keys: np.zeros(len(keys), dtype=np.int64))
+    store = _store(np.arange(40, dtype=np.int64))
+    store.check_new_keys(["new"])  # builds the key index
+    store.add(np.arange(40, 60, dtype=np.int64), [f"k{i}" for i in range(40, 60)])
+    store.remove(np.array([3, 41], dtype=np.int64))
+    expected = {f"k{i}": i for i in range(60) if i not in (3, 41)}
+    keys = list(expected)[::-1]
+    assert store.ids_for_keys(keys).tolist() == [expected[k] for k in keys]
+    with pytest.raises(VectorIndexError) as missing:
+        store.ids_for_keys(["k3"])
+    assert_index_error(missing, "not in the index", "k3")
+    with pytest.raises(VectorIndexError) as clash:
+        store.check_new_keys(["fresh", "k59"])
+    assert_index_error(clash, "already in the index", "k59")
+    store.check_new_keys(["k3", "k41"])  # removed keys may come back
+
+
+@pytest.mark.parametrize("ids", [np.arange(30), np.arange(5, 35), np.delete(np.arange(30), [4, 17])],
+                         ids=["dense", "offset", "gaps"])
+def test_lookup_matches_keys_and_labels_for_ids(ids) -> None:
+    store = _store(ids.astype(np.int64))
+    rng = np.random.default_rng(0)
+    query = rng.choice(ids, size=(6, 4)).astype(np.int64)
+    query[0, 3] = query[2, 1] = -1  # faiss's "no result"
+    keys, labels = store.lookup(query)
+    assert keys.shape == labels.shape == query.shape and keys.dtype == labels.dtype == object
+    hit = query >= 0
+    assert keys[hit].tolist() == [f"k{i}" for i in query[hit].tolist()]
+    assert labels[hit].tolist() == [None if i % 2 else f"L{i % 3}" for i in query[hit].tolist()]
+    assert keys[~hit].tolist() == labels[~hit].tolist() == [None, None]
+    empty_keys, empty_labels = MetadataStore.in_memory().lookup(query)
+    assert (empty_keys == None).all() and (empty_labels == None).all()  # noqa: E711
