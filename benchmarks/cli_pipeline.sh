@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MNIST protocol through the command line only (issue: CLI reproduces the quality benchmark).
+# The MNIST protocol through the command line only (the CLI reproduces the quality benchmark).
 #   bash benchmarks/cli_pipeline.sh [WORKDIR]
 # (a) encoder fine-tuned with 10 labelled items per class, index over the first 8000 items with all
 #     their labels, `siamese classify` on the last 2000;

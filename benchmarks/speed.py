@@ -4,7 +4,7 @@ Every row times our code and its baseline on the same data in the same process (
 memory and the demo, in a fresh subprocess), so the ratio is meaningful on a noisy, shared
 machine where absolute times are not.
 
-    python benchmarks/speed.py              # issue sizes (1M-vector cases included), ~15 min on 2 cores
+    python benchmarks/speed.py              # full sizes (1M-vector cases included), ~15 min on 2 cores
     python benchmarks/speed.py --quick      # tiny sizes, a few minutes
     python benchmarks/speed.py --only knn   # one group: train, embed, search, knn, auto, build, demo
 
@@ -48,7 +48,7 @@ GROUPS = ("train", "embed", "search", "knn", "auto", "build", "demo")
 
 @dataclass(frozen=True)
 class Sizes:
-    """Problem sizes of one run (the issue's sizes unless --quick)."""
+    """Problem sizes of one run (the full sizes unless --quick)."""
 
     train_source: str = MNIST
     train_items: int = 1024
