@@ -12,7 +12,7 @@ DATA=mnist-idx:tests/data/mnist
 mkdir -p "$W"
 [ -f "$W/ae/model.safetensors" ] || siamese pretrain $DATA --limit 8000 --out "$W/ae" -q
 [ -f "$W/ft/model.safetensors" ] || siamese finetune "$W/ae" $DATA --limit 8000 --labels items \
-    --labels-per-class 10 --out "$W/ft" -q
+    --labels-per-class 10 --pseudo-pairs off --out "$W/ft" -q  # the protocol: pairs from labels only
 siamese index build "$W/ft" $DATA --limit 8000 --out "$W/index-all" -q
 siamese classify "$W/index-all" "$W/ft" $DATA --skip 8000 --out "$W/pred-all.csv" -q
 siamese index build "$W/ft" $DATA --limit 8000 --labels "$W/ft/labels-used.csv" --out "$W/index-100" -q
