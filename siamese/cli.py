@@ -60,6 +60,12 @@ def data_kwargs(args: argparse.Namespace, model=None) -> dict:
     return kwargs
 
 
+def source_options(args: argparse.Namespace) -> dict:
+    """The data options for APIs that read DATA themselves, chunk by chunk (build_index, write_codes...)."""
+    options = {k: v for k, v in data_kwargs(args).items() if v not in (None, False) or k == "on_error"}
+    return {**options, "skip": args.skip} if args.skip else options
+
+
 def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
     from .data import load_items
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_data_options, command, load_data
+from .cli import add_data_options, command, load_data, source_options
 from .errors import SiameseError
 
 
 @command("embed")
 def cmd_embed(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .cli_search import _data_options
     from .codes import bytes_per_item, check_dtype, write_codes
 
     check_dtype(args.dtype)
@@ -19,7 +18,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise SiameseError("--skip must be >= 0 and --limit > 0")
     model = load_model(args.model)
     writer = write_codes(model, args.data, args.out, dtype=args.dtype, chunk=args.chunk, progress=not args.quiet,
-                         **_data_options(args))
+                         **source_options(args))
     labelled = f", {sum(v is not None for v in writer.labels)} labelled" if writer.labels is not None else ""
     shared = " + a shared scale/offset per dimension" if args.dtype == "int8" else ""
     print(f"wrote {writer.count} x {writer.dim} {args.dtype} codes ({bytes_per_item(writer.dim, args.dtype)} bytes "

@@ -12,7 +12,7 @@ import numpy as np
 
 from index.atomic import atomic_file
 
-from .cli import Subcommands, add_data_options, command, data_kwargs, load_data
+from .cli import Subcommands, add_data_options, command, data_kwargs, load_data, source_options
 from .errors import SiameseError
 
 
@@ -28,11 +28,6 @@ def _index_for(path: str, model, args: argparse.Namespace):
     return open_index(path, model, force=getattr(args, "force", False))
 
 
-def _data_options(args: argparse.Namespace) -> dict:
-    options = {k: v for k, v in data_kwargs(args).items() if v not in (None, False) or k == "on_error"}
-    return {**options, "skip": args.skip} if args.skip else options
-
-
 @command("index build")
 def cmd_index_build(args: argparse.Namespace) -> int:
     from .calibration import find_calibration
@@ -45,7 +40,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     model = _model(args.model)
     index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
                         progress=not args.quiet, calibration=find_calibration(args.model, model),
-                        **_data_options(args))
+                        **source_options(args))
     index.info = {**index.info, "source": _source_record(args.data)}
     index.save(args.out)
     print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
@@ -61,7 +56,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     index = _index_for(args.index, model, args)
     before = len(index)
     added = add_items(index, model, args.data, labels=args.labels, chunk_size=args.chunk_size,
-                      progress=not args.quiet, force=args.force, **_data_options(args))
+                      progress=not args.quiet, force=args.force, **source_options(args))
     index.save(args.index)
     print(f"added {added} items ({before} -> {len(index)}) to {args.index}")
     return 0

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .cli import add_data_options, command
+from .cli import add_data_options, command, source_options
 from .errors import SiameseError
 
 
@@ -30,9 +30,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def count_items(args: argparse.Namespace, source: str) -> int:
     """Items DATA holds after --skip/--limit, without reading them."""
-    from .data import _open_reader
+    from .sources import open_reader
 
-    total = len(_open_reader(source, args.root, args.download, None).keys)
+    total = len(open_reader(source, args.root, args.download, None).keys)
     stop = total if args.limit is None else min(total, args.skip + args.limit)
     if stop <= args.skip:
         raise SiameseError(f"--skip {args.skip} leaves no items: {source} has {total}")
@@ -40,9 +40,7 @@ def count_items(args: argparse.Namespace, source: str) -> int:
 
 
 def _shard_options(args: argparse.Namespace, start: int, stop: int) -> dict:
-    from .cli_search import _data_options
-
-    options = _data_options(args)
+    options = source_options(args)
     options["skip"], options["limit"] = args.skip + start, args.skip + stop
     return options
 
@@ -53,7 +51,7 @@ def cmd_index_train(args: argparse.Namespace) -> int:
 
     from .checkpoint import load_model
     from .embed import embed
-    from .indexing import _chunks, model_summary
+    from .indexing import model_chunks, model_summary
 
     model = load_model(args.model)
     count = count_items(args, args.data)
@@ -61,7 +59,7 @@ def cmd_index_train(args: argparse.Namespace) -> int:
         raise SiameseError(f"--sample must be >= 1, got {args.sample}")
     keep = np.random.default_rng(args.seed).random(count) < min(1.0, args.sample / count)
     parts, seen = [], 0
-    for chunk in _chunks(model, args.data, args.chunk_size, _shard_options(args, 0, count)):
+    for chunk in model_chunks(model, args.data, args.chunk_size, _shard_options(args, 0, count)):
         mask = keep[seen:seen + len(chunk)]
         seen += len(chunk)
         if mask.any():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli import add_data_options, command, data_kwargs, load_data
+from .cli import add_data_options, command, data_kwargs, load_data, source_options
 from .errors import SiameseError
 
 
@@ -78,12 +78,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 @command("index rebuild")
 def cmd_index_rebuild(args: argparse.Namespace) -> int:
     from .calibration import find_calibration
-    from .cli_search import _data_options
     from .indexing import rebuild_index
 
     model = _model(args.model)
     index = rebuild_index(args.index, model, args.data, calibration=find_calibration(args.model, model),
-                          chunk_size=args.chunk_size, progress=not args.quiet, **_data_options(args))
+                          chunk_size=args.chunk_size, progress=not args.quiet, **source_options(args))
     print(f"re-embedded {len(index)} items with model {model.fingerprint()[:12]} -> {args.index}")
     return 0
 

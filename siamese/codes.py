@@ -259,13 +259,13 @@ def write_codes(model, items, path: str | os.PathLike, *, dtype: str = "float32"
     Returns the finished writer (count, dim, keys, labels, path, dtype).
     """
     from .embed import embed
-    from .indexing import _chunks
+    from .indexing import model_chunks
 
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise SiameseError(f"chunk must be a positive number of items, got {chunk!r}")
     with CodeWriter(path, dtype) as writer:
         bar = tqdm(desc="embed", unit="item", disable=None if progress else True, leave=False)
-        for part in _chunks(model, items, int(chunk), data_options):
+        for part in model_chunks(model, items, int(chunk), data_options):
             writer.add(embed(model, part, batch_size=batch_size), part.keys, part.labels)
             bar.update(len(part))
         bar.close()

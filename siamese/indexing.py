@@ -36,7 +36,7 @@ def model_summary(model: Autoencoder) -> dict[str, Any]:
     }
 
 
-def _chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
+def model_chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
     """ItemSets of <= chunk_size items from any source, already in the model's normalisation."""
     from .data import ItemSet, iter_item_chunks
     from .items import model_normalization
@@ -94,7 +94,7 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
     """
     info = {"model": model_summary(model), **_calibration_info(model, calibration)}
     labels = _labels_mapping(labels)
-    chunks = _chunks(model, source, chunk_size, data_options)
+    chunks = model_chunks(model, source, chunk_size, data_options)
     first = next(chunks, None)
     if first is None:
         raise SiameseError("no items to index: the data source is empty")
@@ -137,7 +137,7 @@ def rebuild_index(path: str | Path, model: Autoencoder, source, *, calibration=N
     vectors = np.zeros((len(keys), model.latent_dim), dtype=np.float32)
     found = np.zeros(len(keys), dtype=bool)
     bar = tqdm(desc="re-embed", unit="item", total=len(keys), disable=None if progress else True, leave=False)
-    for chunk in _chunks(model, source, chunk_size, data_options):
+    for chunk in model_chunks(model, source, chunk_size, data_options):
         rows = [(i, position[k]) for i, k in enumerate(chunk.keys) if k in position]
         if rows:
             mine, theirs = (np.array(v) for v in zip(*rows))
@@ -164,7 +164,7 @@ def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, ch
               progress: bool = False, force: bool = False, **data_options) -> int:
     """Append items to an existing index (ids continue; keys already present are refused)."""
     index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
-    chunks = _chunks(model, source, chunk_size, data_options)
+    chunks = model_chunks(model, source, chunk_size, data_options)
     added = _add_chunks(index, model, chunks, labels=_labels_mapping(labels), progress=progress)
     if added == 0:
         raise SiameseError("no items to add: the data source is empty")
