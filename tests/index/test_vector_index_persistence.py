@@ -114,22 +114,15 @@ def test_damaged_file_is_named(name: str, damage: str, small: np.ndarray, tmp_pa
     assert_index_error(excinfo, name)
 
 
-def test_garbage_faiss_file_with_matching_checksum(small: np.ndarray, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "garbage"), [("vectors.faiss", b"IxMp" + b"\x00garbage" * 50),
+                                              ("meta.sqlite", b"not a database" * 100)])
+def test_garbage_file_with_matching_checksum(small: np.ndarray, tmp_path: Path, name: str, garbage: bytes) -> None:
     _saved(small, tmp_path / "idx")
-    (tmp_path / "idx" / "vectors.faiss").write_bytes(b"IxMp" + b"\x00garbage" * 50)
-    _rehash(tmp_path / "idx", "vectors.faiss")
+    (tmp_path / "idx" / name).write_bytes(garbage)
+    _rehash(tmp_path / "idx", name)
     with pytest.raises(Exception) as excinfo:
         VectorIndex.load(tmp_path / "idx")
-    assert_index_error(excinfo, "vectors.faiss")
-
-
-def test_garbage_sqlite_with_matching_checksum(small: np.ndarray, tmp_path: Path) -> None:
-    _saved(small, tmp_path / "idx")
-    (tmp_path / "idx" / "meta.sqlite").write_bytes(b"not a database" * 100)
-    _rehash(tmp_path / "idx", "meta.sqlite")
-    with pytest.raises(Exception) as excinfo:
-        VectorIndex.load(tmp_path / "idx")
-    assert_index_error(excinfo, "meta.sqlite")
+    assert_index_error(excinfo, name)
 
 
 def test_wrong_kind_of_faiss_index(small: np.ndarray, tmp_path: Path) -> None:
