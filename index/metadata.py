@@ -1,12 +1,14 @@
 """Item metadata (key, label, JSON attrs) keyed by the int64 id faiss returns.
 
 SQLite table `items(id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, label TEXT NULL, attrs TEXT
-NULL)` is the persisted form (`meta.sqlite`). The working copy lives in memory; `save` writes a
-standalone file in WAL mode (readers of a saved index never block on a writer). Hot-path lookups
-(ids -> keys/labels for every search hit, keys -> ids) use numpy arrays cached alongside SQLite
-and aligned with the sorted ids, so they are vectorised and need no SQL round trip. keys -> ids
-goes through sorted 64-bit key hashes (16 B per item) rather than a dict (~70 B per item), so a
-million-item index does not pay a second copy of its keys in Python objects.
+NULL)` is the persisted form (`meta.sqlite`). The working copy is a private temporary database:
+SQLite keeps a few MiB of it cached and spills the rest to an unlinked scratch file, so rows and
+attrs of a large index do not sit in RAM; `save` writes a standalone file in WAL mode (readers of a
+saved index never block on a writer). Hot-path lookups (ids -> keys/labels for every search hit,
+keys -> ids) use numpy arrays cached alongside SQLite and aligned with the sorted ids, so they are
+vectorised and need no SQL round trip. keys -> ids goes through sorted 64-bit key hashes (16 B per
+item) rather than a dict (~70 B per item). While every key is its id's decimal string (the default
+for items added without keys) no key is cached at all: keys are made from ids on demand.
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ SCHEMA = (
 )
 _COLUMNS = [("id", "INTEGER"), ("key", "TEXT"), ("label", "TEXT"), ("attrs", "TEXT")]
 _SQL_BATCH = 500  # ids per `IN (...)` query, well below SQLite's variable limit
+_SQL_READ_BATCH = 65536  # rows per fetch when loading the cached arrays
+
+
+def _row_key_ids(keys: Sequence[str]) -> np.ndarray:
+    """int64 id each key spells in canonical decimal ("12", not "012" or "+12"); -1 for other keys."""
+    out = np.full(len(keys), -1, dtype=np.int64)
+    for i, key in enumerate(keys):
+        if isinstance(key, str) and 0 < len(key) < 19 and key.isascii() and key.isdigit() and (key[0] != "0" or key == "0"):
+            out[i] = int(key)
+    return out
 
 
 def _hashes(keys: Sequence[str]) -> np.ndarray:
@@ -77,29 +89,45 @@ class _KeyIndex:
         return out
 
 
+def _scratch_database() -> sqlite3.Connection:
+    """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
+    beyond it to a scratch file that is deleted on close (or by the OS if the process dies)."""
+    return sqlite3.connect("", check_same_thread=False)
+
+
 class MetadataStore:
     """Keys, labels and attrs of the items of one index.
 
-    Cached arrays (all aligned, sorted by id): `ids` int64 (n,), keys object (n,), labels object
-    (n,) with None for unlabeled items. attrs are read from SQLite on demand.
+    Cached arrays (all aligned, sorted by id): `ids` int64 (n,), keys object (n,) or None while
+    every key is str(id), labels object (n,) with None for unlabeled items. attrs are read from
+    SQLite on demand.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        rows = conn.execute("SELECT id, key, label FROM items ORDER BY id").fetchall()
-        self._ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        self._keys = np.empty(len(rows), dtype=object)
-        self._labels = np.empty(len(rows), dtype=object)
-        if rows:
-            self._keys[:] = [r[1] for r in rows]
-            self._labels[:] = [r[2] for r in rows]
+        n = int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        custom_keys = conn.execute("SELECT EXISTS (SELECT 1 FROM items WHERE key <> CAST(id AS TEXT))").fetchone()[0]
+        columns = "id, label, key" if custom_keys else "id, label"
+        self._ids = np.empty(n, dtype=np.int64)
+        self._labels = np.empty(n, dtype=object)
+        self._keys: np.ndarray | None = np.empty(n, dtype=object) if custom_keys else None
+        cursor, start = conn.execute(f"SELECT {columns} FROM items ORDER BY id"), 0
+        while rows := cursor.fetchmany(_SQL_READ_BATCH):  # in batches: no million-tuple list at once
+            stop = start + len(rows)
+            columns_of_rows = list(zip(*rows))
+            self._ids[start:stop] = columns_of_rows[0]
+            self._labels[start:stop] = columns_of_rows[1]
+            if self._keys is not None:
+                self._keys[start:stop] = columns_of_rows[2]
+            start = stop
         self._key_index: _KeyIndex | None = None
 
     # -- construction / persistence -------------------------------------------------------------
 
     @classmethod
     def in_memory(cls) -> "MetadataStore":
-        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        """An empty store (a private temporary database, see the module docs)."""
+        conn = _scratch_database()
         conn.execute(SCHEMA)
         conn.commit()
         return cls(conn)
@@ -110,7 +138,7 @@ class MetadataStore:
         never writes -wal/-shm files next to it). Raises VectorIndexError naming the file."""
         path = Path(path)
         uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
-        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn = _scratch_database()
         try:
             src = sqlite3.connect(uri, uri=True)
             try:
@@ -171,9 +199,18 @@ class MetadataStore:
 
     def _key_positions(self, keys: Sequence[str]) -> np.ndarray:
         """Positions of keys in the cached arrays; -1 for keys not in the index."""
+        if self._keys is None:
+            pos, found = self.positions(_row_key_ids(keys))
+            return np.where(found, pos, -1)
         if self._key_index is None:
             self._key_index = _KeyIndex(self._keys)
         return self._key_index.find(self._keys, keys)
+
+    def _keys_at(self, pos: np.ndarray) -> np.ndarray:
+        """object array of the keys at positions (any shape)."""
+        if self._keys is None:
+            return self._ids[pos].astype(str).astype(object)
+        return self._keys[pos]
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -229,7 +266,7 @@ class MetadataStore:
 
     def keys_for_ids(self, ids: np.ndarray, name: str = "ids") -> np.ndarray:
         """object (n,) keys for ids; every id must exist."""
-        return self._keys[self._require_ids(ids, name)]
+        return self._keys_at(self._require_ids(ids, name))
 
     def labels_for_ids(self, ids: np.ndarray, name: str = "ids") -> np.ndarray:
         """object (n,) labels (None = unlabeled) for ids; every id must exist."""
@@ -246,7 +283,7 @@ class MetadataStore:
             pos = ids if found.all() else np.where(found, ids, 0)
         else:
             pos, found = self.positions(ids)
-        keys, labels = self._keys[pos], self._labels[pos]
+        keys, labels = self._keys_at(pos), self._labels[pos]
         if not found.all():
             keys[~found] = None
             labels[~found] = None
@@ -283,14 +320,17 @@ class MetadataStore:
         rows = zip(ids.tolist(), keys, labels, attrs)
         with self._conn:
             self._conn.executemany("INSERT INTO items (id, key, label, attrs) VALUES (?, ?, ?, ?)", rows)
-        new_keys = np.empty(n, dtype=object)
-        new_keys[:] = list(keys)
         new_labels = np.empty(n, dtype=object)
         new_labels[:] = labels
-        if self._key_index is not None:
-            self._key_index.append(new_keys, self._ids.size)
+        if self._keys is None and not np.array_equal(_row_key_ids(keys), ids):
+            self._keys = self._ids.astype(str).astype(object)  # the first custom key: cache them all from now on
+        if self._keys is not None:
+            new_keys = np.empty(n, dtype=object)
+            new_keys[:] = list(keys)
+            if self._key_index is not None:
+                self._key_index.append(new_keys, self._ids.size)
+            self._keys = np.concatenate([self._keys, new_keys])
         self._ids = np.concatenate([self._ids, ids.astype(np.int64)])
-        self._keys = np.concatenate([self._keys, new_keys])
         self._labels = np.concatenate([self._labels, new_labels])
 
     def remove(self, ids: np.ndarray) -> None:
@@ -299,7 +339,9 @@ class MetadataStore:
             self._conn.executemany("DELETE FROM items WHERE id = ?", ((i,) for i in ids.tolist()))
         keep = ~np.isin(self._ids, ids)
         self._key_index = None  # positions shift; rebuilt on the next key lookup
-        self._ids, self._keys, self._labels = self._ids[keep], self._keys[keep], self._labels[keep]
+        self._ids, self._labels = self._ids[keep], self._labels[keep]
+        if self._keys is not None:
+            self._keys = self._keys[keep]
 
     def count_rows(self) -> int:
         """Row count straight from SQLite (used to cross-check a loaded index)."""

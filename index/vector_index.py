@@ -28,7 +28,6 @@ from ._arguments import (
     check_seed,
 )
 from ._checks import as_ids, as_keys, check_choice, check_matrix, check_positive_int, check_queries
-from ._faiss import faiss_call
 from .atomic import read_consistently
 from .errors import VectorIndexError
 from .kinds import IVF_KINDS, IndexParams
@@ -311,6 +310,14 @@ class VectorIndex:
         key_list, label_list, attr_list = check_items(keys, labels, attrs, n)
         return _mutation.add(self, arr, n, key_list, label_list, attr_list, validate_first=True)
 
+    def reserve(self, total: int) -> None:
+        """Make room for `total` items in all before adding them chunk by chunk, so the vector
+        storage is allocated once at its final size instead of grown (growing copies it, briefly
+        holding both buffers). Optional; flat and hnsw only (IVF lists grow per list)."""
+        total = check_positive_int(total, "total")
+        if self._faiss is not None:
+            _kinds.reserve(self._faiss, self.kind, total)
+
     def remove(self, ids: Any = None, keys: Any = None) -> int:
         """Remove items by `ids` or by `keys` (exactly one); returns how many were removed.
         Unknown ids/keys raise VectorIndexError and nothing is removed."""
@@ -379,7 +386,7 @@ class VectorIndex:
         single = np.ndim(ids) == 0
         arr = as_ids(ids)
         self._meta.keys_for_ids(arr)  # raises on unknown ids
-        vectors = np.asarray(faiss_call(self._faiss, "reconstruct_batch", arr), dtype=np.float32).reshape(arr.size, self._dim)
+        vectors = np.asarray(_kinds.reconstruct(self._faiss, self.kind, arr), dtype=np.float32).reshape(arr.size, self._dim)
         return vectors[0] if single else vectors
 
     def get(self, keys: str | int | Sequence[str | int]) -> np.ndarray:

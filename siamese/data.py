@@ -26,7 +26,7 @@ from siamese.sources import open_reader as _open_reader
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Normalization", "ItemSet", "load_items", "iter_item_chunks", "read_labels_csv", "describe_source"]
+__all__ = ["Normalization", "ItemSet", "ItemChunks", "load_items", "iter_item_chunks", "read_labels_csv", "describe_source"]
 
 
 def describe_source(source: Any) -> str:
@@ -173,20 +173,36 @@ def _log_skipped(reader: sources.Reader) -> None:
                     len(reader.skipped), reader.description, key, reason)
 
 
+class ItemChunks(Iterator[ItemSet]):
+    """ItemSets of one source, chunk by chunk, plus `total`: how many items the source lists, known
+    before the first chunk is read (an upper bound when unreadable files get skipped), so a consumer
+    can size its storage once instead of growing it."""
+
+    def __init__(self, chunks: Iterator[ItemSet], total: int) -> None:
+        self._chunks, self.total = chunks, int(total)
+
+    def __iter__(self) -> "ItemChunks":
+        return self
+
+    def __next__(self) -> ItemSet:
+        return next(self._chunks)
+
+
 def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None,
                      image_size: int | tuple[int, int] | None = None, channels: int | None = None, normalization: Normalization | Mapping | None = None,
                      on_error: str = "raise", root: str | Path | None = None, download: bool = False,
-                     split: str | None = None, limit: int | None = None) -> Iterator[ItemSet]:
+                     split: str | None = None, limit: int | None = None) -> ItemChunks:
     """ItemSets of <= chunk_size items in source order; memory is bounded by the chunk (files decode per chunk,
-    .npy is memory-mapped). All chunks share one Normalization, inferred up front if not given.
+    .npy is read by range). All chunks share one Normalization, inferred up front if not given.
     Arguments are validated (and the source opened) on the call, not on the first next()."""
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise SiameseError(f"chunk_size={chunk_size!r}; expected a positive int")
     if isinstance(source, ItemSet):
         items = _reuse(source, labels, image_size, channels, normalization, limit)
-        return (items.subset(np.arange(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
+        parts = (items.subset(np.arange(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
+        return ItemChunks(parts, len(items))
     plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit)
-    return _chunks(plan, int(chunk_size))
+    return ItemChunks(_chunks(plan, int(chunk_size)), len(plan.reader.keys))
 
 
 def _chunks(plan: _Plan, chunk_size: int) -> Iterator[ItemSet]:

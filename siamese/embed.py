@@ -33,11 +33,16 @@ def map_batches(model: Autoencoder, items, fn, batch_size: int, progress: bool, 
     x = as_model_input(model, items)
     was_training = model.training
     model.eval()
-    outputs = []
+    out: np.ndarray | None = None  # filled in place: no list of batches plus a concatenated copy
     try:
         with torch.inference_mode():
             for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=None if progress else True, leave=False):
-                outputs.append(fn(x[start:start + batch_size]).float().cpu())
+                batch = fn(x[start:start + batch_size]).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(x), *batch.shape[1:]), dtype=np.float32)
+                out[start:start + len(batch)] = batch
     finally:
         model.train(was_training)
-    return np.ascontiguousarray(torch.cat(outputs).numpy(), dtype=np.float32)
+    if out is None:
+        raise SiameseError("no items to process: the input is empty")
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -19,6 +19,10 @@ from index import VectorIndex
 from .autoencoders import Autoencoder
 from .embed import embed
 from .errors import SiameseError
+from .memory import release_freed_memory
+
+if TYPE_CHECKING:
+    from .data import ItemChunks
 
 LOG = logging.getLogger(__name__)
 
@@ -36,21 +40,28 @@ def model_summary(model: Autoencoder) -> dict[str, Any]:
     }
 
 
-def model_chunks(model: Autoencoder, source, chunk_size: int, data_options: dict):
-    """ItemSets of <= chunk_size items from any source, already in the model's normalisation."""
-    from .data import ItemSet, iter_item_chunks
+def model_chunks(model: Autoencoder, source, chunk_size: int, data_options: dict) -> "ItemChunks":
+    """ItemSets of <= chunk_size items from any source, already in the model's normalisation;
+    `.total` says how many items to expect."""
+    from .data import ItemChunks, ItemSet, iter_item_chunks
     from .items import model_normalization
 
     if isinstance(source, ItemSet):
-        for start in range(0, len(source), chunk_size):
-            yield source.subset(range(start, min(len(source), start + chunk_size)))
-        return
+        parts = (source.subset(range(start, min(len(source), start + chunk_size)))
+                 for start in range(0, len(source), chunk_size))
+        return ItemChunks(parts, len(source))
     options = {"normalization": model_normalization(model), **data_options}
     skip = options.pop("skip", 0)
     shape = model.network.input_shape
     if len(shape) == 3:
         options.setdefault("channels", shape[0])
-    for chunk in iter_item_chunks(source, chunk_size, **options):
+    chunks = iter_item_chunks(source, chunk_size, **options)
+    return ItemChunks(_skip_items(chunks, skip), max(0, chunks.total - skip))
+
+
+def _skip_items(chunks, skip: int):
+    """The chunks without their first `skip` items."""
+    for chunk in chunks:
         if skip >= len(chunk):
             skip -= len(chunk)
             continue
@@ -65,10 +76,14 @@ def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progr
     for chunk in chunks:
         if labels is not None:
             chunk = chunk.with_labels(labels, strict=False)
-        index.add(embed(model, chunk), keys=chunk.keys, labels=chunk.labels)
+        release_freed_memory()  # the read's temporaries, so resident memory tracks the index alone
+        vectors = embed(model, chunk)
+        release_freed_memory()
+        index.add(vectors, keys=chunk.keys, labels=chunk.labels)
         added += len(chunk)
         bar.update(len(chunk))
-        del chunk  # free this chunk's items before the next one is read: one chunk in memory at a time
+        del chunk, vectors  # free this chunk before the next one is read: one chunk in memory at a time
+        release_freed_memory()
     bar.close()
     return added
 
@@ -103,6 +118,7 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
     index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
                               kind=kind, model_fingerprint=model.fingerprint(),
                               memory_budget_bytes=memory_budget_bytes, info=info)
+    index.reserve(max(chunks.total, len(first)))  # vector storage allocated once, at its final size
     done = len(first)
     del first  # not kept alive for the rest of the build
     _add_chunks(index, model, chunks, labels=labels, progress=progress, done=done)

@@ -31,7 +31,7 @@ class Normalization:
                                "expected finite numbers with scale > 0")
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.offset) / self.scale
+        return (x - self.offset).div_(self.scale)  # = (x - offset) / scale with one new tensor, not two
 
     def invert(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.offset

@@ -53,3 +53,32 @@ def test_lookup_matches_keys_and_labels_for_ids(ids) -> None:
     assert keys[~hit].tolist() == labels[~hit].tolist() == [None, None]
     empty_keys, empty_labels = MetadataStore.in_memory().lookup(query)
     assert (empty_keys == None).all() and (empty_labels == None).all()  # noqa: E711
+
+
+@pytest.mark.parametrize("custom", [None, "k7", "007"], ids=["row-keys", "named", "zero-padded"])
+def test_row_keys_are_made_from_ids_until_a_custom_key_arrives(custom, tmp_path) -> None:
+    """Items added without keys (key == str(id)) cache no keys; the first other key switches to cached
+    keys without changing any answer, and a save/load round trip picks the same mode back up."""
+    store = MetadataStore.in_memory()
+    store.add(np.arange(10, dtype=np.int64), [str(i) for i in range(10)])
+    store.remove(np.array([4], dtype=np.int64))
+    if custom is not None:
+        store.add(np.array([10], dtype=np.int64), [custom])
+    assert (store._keys is None) == (custom is None)
+    expected = {str(i): i for i in range(10) if i != 4} | ({custom: 10} if custom else {})
+    for current in (store, _reloaded(store, tmp_path)):
+        assert (current._keys is None) == (custom is None)
+        assert current.ids_for_keys(list(expected)).tolist() == list(expected.values())
+        ids = np.array(list(expected.values()), dtype=np.int64)
+        assert current.keys_for_ids(ids).tolist() == list(expected)
+        assert current.lookup(ids.reshape(1, -1))[0].ravel().tolist() == list(expected)
+        for absent in ("4", "04", "+5", " 5", "5.0", "-1", "99", "k7" if custom != "k7" else "k8"):
+            assert current._key_positions([absent]).tolist() == [-1], absent
+        with pytest.raises(VectorIndexError) as clash:
+            current.check_new_keys(["fresh", "3"])
+        assert_index_error(clash, "already in the index", "3")
+
+
+def _reloaded(store: MetadataStore, tmp_path) -> MetadataStore:
+    store.save(tmp_path / "meta.sqlite")
+    return MetadataStore.load(tmp_path / "meta.sqlite")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from index import VectorIndex
+from index._faiss import faiss_call
 from index_testlib import KINDS, assert_index_error
 
 
@@ -133,7 +134,36 @@ def test_wrong_kind_of_faiss_index(small: np.ndarray, tmp_path: Path) -> None:
     _rehash(tmp_path / "idx", "vectors.faiss")
     with pytest.raises(Exception) as excinfo:
         VectorIndex.load(tmp_path / "idx")
-    assert_index_error(excinfo, "vectors.faiss", "IndexIDMap2")
+    assert_index_error(excinfo, "vectors.faiss", "IndexIDMap")
+
+
+def _rewrap(path: Path, wrap, ids: np.ndarray) -> None:
+    """Replace the saved flat index by `wrap(IndexFlat)` holding the same vectors under `ids`."""
+    saved = faiss.read_index(str(path / "vectors.faiss"))
+    inner = faiss.downcast_index(saved.index)
+    vectors = faiss_call(inner, "reconstruct_n", 0, inner.ntotal)
+    rewrapped = wrap(faiss.IndexFlatL2(inner.d))
+    faiss_call(rewrapped, "add_with_ids", vectors, ids)
+    faiss.write_index(rewrapped, str(path / "vectors.faiss"))
+    _rehash(path, "vectors.faiss")
+
+
+def test_older_saves_with_an_idmap2_still_load(small: np.ndarray, tmp_path: Path) -> None:
+    index = _saved(small, tmp_path / "idx")
+    _rewrap(tmp_path / "idx", faiss.IndexIDMap2, index.ids)
+    loaded = VectorIndex.load(tmp_path / "idx")
+    np.testing.assert_array_equal(loaded.reconstruct([0, 5, 199]), index.reconstruct([0, 5, 199]))
+    np.testing.assert_array_equal(loaded.search(small[:7], 3).ids, index.search(small[:7], 3).ids)
+    loaded.remove(ids=[5])
+    np.testing.assert_array_equal(loaded.reconstruct([6, 199]), index.reconstruct([6, 199]))
+
+
+def test_id_map_out_of_order_is_refused(small: np.ndarray, tmp_path: Path) -> None:
+    index = _saved(small, tmp_path / "idx")
+    _rewrap(tmp_path / "idx", faiss.IndexIDMap, index.ids[::-1].copy())
+    with pytest.raises(Exception) as excinfo:
+        VectorIndex.load(tmp_path / "idx")
+    assert_index_error(excinfo, "vectors.faiss", "increasing id order")
 
 
 @pytest.mark.parametrize(

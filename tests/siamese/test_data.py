@@ -364,7 +364,9 @@ def test_iter_item_chunks_matches_load_items(tmp_path: Path) -> None:
              ("sklearn:digits", {"limit": 5}), (np.arange(7.0), {"labels": list("abcdefg")})]
     for source, kwargs in cases:
         whole = load_items(source, **kwargs)
-        chunks = list(iter_item_chunks(source, 2, **kwargs))
+        stream = iter_item_chunks(source, 2, **kwargs)
+        assert stream.total == len(whole)  # known before the first chunk is read
+        chunks = list(stream)
         assert [len(c) for c in chunks] == [2] * (len(whole) // 2) + [1] * (len(whole) % 2)
         assert torch.equal(torch.cat([c.x for c in chunks]), whole.x)
         assert sum((c.keys for c in chunks), []) == whole.keys
@@ -378,8 +380,10 @@ def test_iter_item_chunks_skips_bad_files_and_validates_eagerly(tmp_path: Path,
         _img(tmp_path / name, _gray())
     (tmp_path / "c.png").write_bytes(b"junk")
     with caplog.at_level(logging.WARNING, logger="siamese.data"):
-        chunks = list(iter_item_chunks(tmp_path, 2, on_error="skip", channels=1, image_size=(6, 5)))
+        stream = iter_item_chunks(tmp_path, 2, on_error="skip", channels=1, image_size=(6, 5))
+        chunks = list(stream)
     assert [c.keys for c in chunks] == [["a.png", "b.png"], ["d.png"]]
+    assert stream.total == 4  # an upper bound: the unreadable file is only found while reading
     assert "skipped 1 unreadable image files" in caplog.text
     _raises(lambda: iter_item_chunks(tmp_path / "missing", 2), "missing")  # before the first next()
 
