@@ -13,6 +13,7 @@ for items added without keys) no key is cached at all: keys are made from ids on
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -40,6 +41,15 @@ def _row_key_ids(keys: Sequence[str]) -> np.ndarray:
     for i, key in enumerate(keys):
         if isinstance(key, str) and 0 < len(key) < 19 and key.isascii() and key.isdigit() and (key[0] != "0" or key == "0"):
             out[i] = int(key)
+    return out
+
+
+def _row_keys(ids: np.ndarray) -> np.ndarray:
+    """object array shaped like ids of str(id), None where id is -1."""
+    out = np.empty(ids.size, dtype=object)
+    out[:] = list(map(str, ids.ravel().tolist()))
+    out = out.reshape(ids.shape)
+    out[ids < 0] = None
     return out
 
 
@@ -208,9 +218,7 @@ class MetadataStore:
 
     def _keys_at(self, pos: np.ndarray) -> np.ndarray:
         """object array of the keys at positions (any shape)."""
-        if self._keys is None:
-            return self._ids[pos].astype(str).astype(object)
-        return self._keys[pos]
+        return _row_keys(self._ids[pos]) if self._keys is None else self._keys[pos]
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -272,9 +280,11 @@ class MetadataStore:
         """object (n,) labels (None = unlabeled) for ids; every id must exist."""
         return self._labels[self._require_ids(ids, name)]
 
-    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(self, ids: np.ndarray, *, defer_row_keys: bool = False) -> tuple[Any, np.ndarray]:
         """(keys, labels) object arrays shaped like `ids`; None where the id is -1 (faiss's
-        "no result") or unknown. Vectorised, no SQL; ids 0..n-1 index the arrays directly."""
+        "no result") or unknown. Vectorised, no SQL; ids 0..n-1 index the arrays directly.
+        defer_row_keys: while keys are their ids' strings, return a function that makes them
+        (from the ids alone, so it stays right whatever happens to the index later)."""
         n = self._ids.size
         if n == 0:
             return np.full(ids.shape, None, dtype=object), np.full(ids.shape, None, dtype=object)
@@ -283,10 +293,15 @@ class MetadataStore:
             pos = ids if found.all() else np.where(found, ids, 0)
         else:
             pos, found = self.positions(ids)
-        keys, labels = self._keys_at(pos), self._labels[pos]
+        labels = self._labels[pos]
+        if not found.all():
+            labels[~found] = None
+        if self._keys is None:
+            make = functools.partial(_row_keys, np.where(found, ids, -1))
+            return (make if defer_row_keys else make()), labels
+        keys = self._keys[pos]
         if not found.all():
             keys[~found] = None
-            labels[~found] = None
         return keys, labels
 
     def attrs_for_ids(self, ids: np.ndarray, name: str = "ids") -> list[dict[str, Any] | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -10,7 +10,6 @@ from .metadata import MetadataStore
 from .metrics import Metric
 
 
-@dataclass(frozen=True, eq=False)
 class SearchResult:
     """Neighbours per query, best (smallest distance) first.
 
@@ -18,15 +17,27 @@ class SearchResult:
     per query with 1-D arrays of shape (n_hits,).
 
     ids: int64 user-facing ids (-1 where an approximate index found fewer than k hits).
-    keys: object array of str keys (None where ids is -1).
+    keys: object array of str keys (None where ids is -1). Keys that are just their ids' decimal
+        strings are made on first access, so a search whose caller reads only ids pays nothing.
     distances: float32, ascending, in the index's reported units (inf where ids is -1).
     labels: object array of str labels; None for unlabeled items and where ids is -1.
     """
 
-    ids: np.ndarray
-    keys: np.ndarray
-    distances: np.ndarray
-    labels: np.ndarray
+    __slots__ = ("ids", "distances", "labels", "_keys")
+
+    def __init__(self, ids: np.ndarray, keys: np.ndarray | Callable[[], np.ndarray], distances: np.ndarray,
+                 labels: np.ndarray) -> None:
+        self.ids, self.distances, self.labels = ids, distances, labels
+        self._keys = keys
+
+    @property
+    def keys(self) -> np.ndarray:
+        if callable(self._keys):
+            self._keys = self._keys()
+        return self._keys
+
+    def __repr__(self) -> str:
+        return f"SearchResult(ids={self.ids!r}, keys={self.keys!r}, distances={self.distances!r}, labels={self.labels!r})"
 
 
 def knn_result(metric: Metric, meta: MetadataStore, raw: np.ndarray, ids: np.ndarray) -> SearchResult:
@@ -35,7 +46,7 @@ def knn_result(metric: Metric, meta: MetadataStore, raw: np.ndarray, ids: np.nda
     missing = ids < 0
     distances = metric.to_distance(raw)
     distances[missing] = np.inf
-    keys, labels = meta.lookup(ids)
+    keys, labels = meta.lookup(ids, defer_row_keys=True)
     return SearchResult(ids=ids, keys=keys, distances=distances.astype(np.float32, copy=False), labels=labels)
 
 

@@ -82,3 +82,17 @@ def test_row_keys_are_made_from_ids_until_a_custom_key_arrives(custom, tmp_path)
 def _reloaded(store: MetadataStore, tmp_path) -> MetadataStore:
     store.save(tmp_path / "meta.sqlite")
     return MetadataStore.load(tmp_path / "meta.sqlite")
+
+
+def test_deferred_row_keys_describe_the_search_even_after_later_changes(small) -> None:
+    """A search's keys made on first access are the keys of the hits as they were at search time."""
+    from index import VectorIndex
+
+    index = VectorIndex.build(small[:50])
+    result = index.search(small[:3], 4)
+    index.remove(ids=result.ids[:, 0])
+    assert result.keys.tolist() == [[str(i) for i in row] for row in result.ids.tolist()]
+    missing = MetadataStore.in_memory()
+    missing.add(np.arange(3, dtype=np.int64), ["0", "1", "2"])
+    keys, _ = missing.lookup(np.array([[2, -1, 7]]), defer_row_keys=True)
+    assert callable(keys) and keys().tolist() == [["2", None, None]]
