@@ -290,14 +290,19 @@ def load_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.op
     except RuntimeError as exc:
         raise SiameseError(f"checkpoint in {directory} does not fit this model ({str(exc)[:120]}); "
                            "resume with the same settings or delete the checkpoint") from None
-    optim_state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            _, pid, name = key.split("/", 2)
-            optim_state.setdefault(int(pid), {})[name] = value
-    for pid, values in meta["optim_scalars"].items():
-        optim_state.setdefault(int(pid), {}).update(values)
-    optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
-    generator.set_state(tensors["rng/generator"])
-    torch.set_rng_state(tensors["rng/torch"])
-    return TrainState(epoch=meta["epoch"], step=meta["step"], history=meta["history"], stop=meta["stop"])
+    try:
+        optim_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim/"):
+                _, pid, name = key.split("/", 2)
+                optim_state.setdefault(int(pid), {})[name] = value
+        for pid, values in meta["optim_scalars"].items():
+            optim_state.setdefault(int(pid), {}).update(values)
+        optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
+        generator.set_state(tensors["rng/generator"])
+        torch.set_rng_state(tensors["rng/torch"])
+        return TrainState(epoch=int(meta["epoch"]), step=int(meta["step"]), history=list(meta["history"]),
+                          stop=meta["stop"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise SiameseError(f"the training checkpoint in {directory} is incomplete or damaged ({type(exc).__name__}: "
+                           f"{str(exc)[:80]}); delete it to start over") from None

@@ -66,7 +66,14 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_images, tmp
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(train_module.nn.utils, "clip_grad_norm_", original)
-    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    state = tmp_path / "cut" / "checkpoint" / "state.json"
+    meta = json.loads(state.read_text())
+    assert meta["epoch"] == 1
+    for damaged in ({k: v for k, v in meta.items() if k != "step"}, {**meta, "param_groups": "x"}):
+        state.write_text(json.dumps(damaged))
+        with pytest.raises(SiameseError, match="incomplete or damaged.*delete it"):
+            pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "cut", resume=True, progress=False)
+    state.write_text(json.dumps(meta))
     resumed = pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "cut", resume=True, progress=False)
     assert resumed.fingerprint() == full.fingerprint()
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
