@@ -1,7 +1,8 @@
 """Crash-safe writes: build a file or directory beside its target, fsync, then rename into place.
 
 A reader (or a process that is killed mid-save) sees either the old version or the new one,
-never a mix. Used by both packages: `siamese.checkpoint` imports it from here.
+never a mix. The temporaries of a writer that was killed are deleted by the next save of the same
+target on the same host. Used by both packages: `siamese.checkpoint` imports it from here.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import glob
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +57,41 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(target: Path) -> str:
+    """`.NAME.tmp-HOST-PID-`: whose temporary this is, so a later writer can tell an abandoned one
+    (its process is gone) from one being written right now."""
+    host = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    return f".{target.name}.tmp-{host}-{os.getpid()}-"
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Delete temporaries beside `target` left by writers of this host that were killed mid-save
+    (a live or foreign writer's are kept). Only while `target` exists: until it does, a leftover
+    may hold the only complete copy."""
+    if not target.exists():
+        return
+    host_prefix = _temp_prefix(target).rsplit("-", 2)[0] + "-"
+    for entry in target.parent.glob(f"{glob.escape(host_prefix)}*"):
+        pid = entry.name[len(host_prefix):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -72,7 +111,8 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+    _remove_abandoned(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a saved model/index is as readable as any file
     try:
         yield tmp
@@ -100,7 +140,8 @@ def atomic_file(target: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file beside `target`; on success fsync and rename it over `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    _remove_abandoned(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)
     os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600
     try:
         with os.fdopen(fd, mode) as fh:
