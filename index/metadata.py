@@ -338,7 +338,7 @@ class MetadataStore:
         new_labels = np.empty(n, dtype=object)
         new_labels[:] = labels
         if self._keys is None and not np.array_equal(_row_key_ids(keys), ids):
-            self._keys = self._ids.astype(str).astype(object)  # the first custom key: cache them all from now on
+            self._keys = _row_keys(self._ids)  # the first custom key: cache them all from now on
         if self._keys is not None:
             new_keys = np.empty(n, dtype=object)
             new_keys[:] = list(keys)
