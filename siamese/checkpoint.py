@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from index.atomic import atomic_directory, read_consistently
 
 from .autoencoders import Autoencoder, AutoencoderConfig
+from .calibration import CALIBRATION_FILE
 from .errors import SiameseError
 from .models import NetworkConfig
 
@@ -67,7 +68,8 @@ def model_record(model: Autoencoder) -> dict:
 
 def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: str | Path | None = None) -> Path:
     """Write the model directory atomically; history.csv and checkpoint/ are carried over from
-    `keep_extras_from` (default: the directory being replaced)."""
+    `keep_extras_from` (default: the directory being replaced), and so is calibration.json when it
+    was made for these very weights (for other weights it would be stale)."""
     directory = Path(directory)
     extras_dir = Path(keep_extras_from) if keep_extras_from is not None else directory
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -79,7 +81,17 @@ def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: s
             shutil.copy2(extras_dir / HISTORY_FILE, tmp / HISTORY_FILE)
         if (extras_dir / CHECKPOINT_DIR).is_dir():
             shutil.copytree(extras_dir / CHECKPOINT_DIR, tmp / CHECKPOINT_DIR)
+        if _calibrated_for(extras_dir / CALIBRATION_FILE, record["fingerprint"]):
+            shutil.copy2(extras_dir / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
     return directory
+
+
+def _calibrated_for(path: Path, fingerprint: str) -> bool:
+    """`path` is a calibration file made for the model with this fingerprint."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("model_fingerprint") == fingerprint
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_model_config(directory: str | Path) -> dict:

@@ -1,12 +1,14 @@
 """Same/different threshold calibration: hand-made distance sets, persistence, CLI calibrate + verify."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from index import VectorIndex
-from siamese import SiameseError, load_model
+from siamese import SiameseError, load_model, save_model
 from siamese.calibration import (
     CALIBRATION_FILE, calibrate_distances, load_calibration, pair_distances, save_calibration,
 )
@@ -181,3 +183,12 @@ def test_cli_calibrate_verify_and_index_copy(workspace, capsys, tmp_path):
     assert code == 2 and "does not exist" in err
     code, _, err = run(capsys, "verify", workspace / "model", q / "a.png", q / "b.png")
     assert code == 2 and "calibrate" in err
+
+    shutil.copytree(workspace / "tuned", tmp_path / "same")
+    save_model(load_model(tmp_path / "same"), tmp_path / "same")  # re-saved, same weights: still calibrated
+    assert load_calibration(tmp_path / "same", load_model(tmp_path / "same")) == calibration
+    changed = load_model(tmp_path / "same")
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    save_model(changed, tmp_path / "same")  # other weights: the stale calibration is not carried over
+    assert not (tmp_path / "same" / CALIBRATION_FILE).exists()
