@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index import SearchResult, VectorIndex
+from index._flat_search import BlockPlan, flat_search
 from index.kinds import resolve_params
 from index_testlib import KINDS, METRICS, assert_index_error, brute_force, recall_at, top_k
 
@@ -45,6 +47,54 @@ def test_flat_matches_brute_force_property(n: int, d: int, metric: str, seed: in
     # compare distances (ids may legitimately swap on near-ties)
     np.testing.assert_allclose(result.distances[0], np.sort(expected)[:k], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(expected[result.ids[0]], result.distances[0], rtol=1e-3, atol=1e-3)
+
+
+# Blockings that put block edges everywhere: one query and one row per block, blocks that do not
+# divide the sizes, workers over query ranges (m >= threads * rows) and over database ranges, with
+# and without a one-thread BLAS per worker; None = the plan chosen for this machine.
+FLAT_PLANS = [BlockPlan(1, 1, 1, False), BlockPlan(4, 5, 1, True), BlockPlan(3, 7, 2, True),
+              BlockPlan(16, 6, 3, True), BlockPlan(5, 4, 2, False), None]
+
+
+def _argsort_reference(queries: np.ndarray, vectors: np.ndarray, k: int, metric_type: int):
+    """(values, ids) of a stable argsort over float64 scores: equal scores keep row order."""
+    q, x = queries.astype(np.float64), vectors.astype(np.float64)
+    l2 = metric_type == faiss.METRIC_L2
+    rank = ((q[:, None, :] - x[None]) ** 2).sum(-1) if l2 else -(q @ x.T)
+    ids = np.argsort(rank, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(rank, ids, 1)
+    return (values if l2 else -values), ids
+
+
+@pytest.mark.parametrize("plan", FLAT_PLANS, ids=str)
+@pytest.mark.parametrize("metric_type", [faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT], ids=["l2", "ip"])
+@pytest.mark.parametrize("k", [1, 6, 41, 60])
+def test_flat_search_is_argsort_with_ties(plan: BlockPlan | None, metric_type: int, k: int) -> None:
+    """Small integer vectors score exactly in float32, and 41 rows drawn from 9 distinct vectors
+    tie everywhere: ids must be exactly those of a stable argsort (k = 60 is clipped to 41)."""
+    rng = np.random.default_rng(k)
+    vectors = rng.integers(-3, 4, size=(9, 5)).astype(np.float32)[rng.integers(0, 9, 41)]
+    queries = rng.integers(-3, 4, size=(23, 5)).astype(np.float32)
+    values, ids = flat_search(vectors, queries, k, metric_type, plan)
+    expected_values, expected_ids = _argsort_reference(queries, vectors, min(k, 41), metric_type)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(values, expected_values)
+    assert values.dtype == np.float32 and ids.dtype == np.int64
+
+
+@pytest.mark.parametrize("plan", [BlockPlan(4, 8, 1, True), BlockPlan(4, 8, 2, True), BlockPlan(8, 8, 2, True)],
+                         ids=str)
+def test_flat_search_rows_sorted_far_to_near(plan: BlockPlan) -> None:
+    """Each block beats all the thresholds left by the blocks before it (the worst order for
+    running thresholds): still the argsort answer, ties included (every row appears twice)."""
+    vectors = np.repeat(np.arange(150, 0, -1, dtype=np.float32), 2)[:, None].repeat(3, axis=1)
+    near_zero = np.random.default_rng(3).integers(-2, 3, size=(10, 3)).astype(np.float32)
+    # l2: queries near 0, so later (smaller) rows are nearer; ip: negative queries, so they score higher
+    for metric_type, queries in ((faiss.METRIC_L2, near_zero), (faiss.METRIC_INNER_PRODUCT, near_zero - 5)):
+        values, ids = flat_search(vectors, queries, 7, metric_type, plan)
+        expected_values, expected_ids = _argsort_reference(queries, vectors, 7, metric_type)
+        np.testing.assert_array_equal(ids, expected_ids)
+        np.testing.assert_array_equal(values, expected_values)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq", "auto"])
