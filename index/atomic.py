@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+from .locking import write_lock
+from .outputs import OutputRefused, check_output_directory, check_output_file, write_marker
+
 
 def fsync_directory(path: Path) -> None:
     """Persist a directory entry (the rename itself) on POSIX; a no-op where unsupported."""
@@ -101,44 +104,58 @@ def _fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(target: str | os.PathLike, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success it replaces `target` as a whole.
 
-    On Linux the two directories are swapped in one atomic step (renameat2 RENAME_EXCHANGE), so
-    a crash at any point leaves a complete directory at `target`, old or new. Elsewhere the old
-    one is moved aside first and removed only after the new one is in place.
+    `target` must be new, empty or an earlier output of the same `kind` (`index.outputs`; with
+    `overwrite`, any unprotected directory); the new directory is marked as a `kind` output. The
+    writer lock of `target` is held for the whole write (`index.locking`). On Linux the two
+    directories are swapped in one atomic step (renameat2 RENAME_EXCHANGE), so a crash at any point
+    leaves a complete directory at `target`, old or new. Elsewhere the old one is moved aside first
+    and removed only after the new one is in place.
     """
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(target)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a saved model/index is as readable as any file
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        if target.exists() and _exchange(tmp, target):
-            fsync_directory(parent)
+    with write_lock(target):
+        check_output_directory(target, kind, overwrite=overwrite)
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(target)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a saved model/index is as readable as any file
+        try:
+            write_marker(tmp, kind)
+            yield tmp
+            _fsync_tree(tmp)
+            if target.exists() and _exchange(tmp, target):
+                fsync_directory(parent)
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
+                os.rmdir(old)
+                os.rename(target, old)
+                os.rename(tmp, target)
+                fsync_directory(parent)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+                fsync_directory(parent)
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-        elif target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.rmdir(old)
-            os.rename(target, old)
-            os.rename(tmp, target)
-            fsync_directory(parent)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-            fsync_directory(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            raise
 
 
 @contextlib.contextmanager
-def atomic_file(target: str | os.PathLike, mode: str = "wb") -> Iterator:
-    """Open a temporary file beside `target`; on success fsync and rename it over `target`."""
+def atomic_file(target: str | os.PathLike, mode: str = "wb", *, suffixes: tuple[str, ...] | None = None) -> Iterator:
+    """Open a temporary file beside `target`; on success fsync and rename it over `target`.
+
+    A folder at `target` is refused; with `suffixes` (a user-named output), so is an existing file
+    of another type (`index.outputs.check_output_file`).
+    """
     target = Path(target)
+    if suffixes is not None:
+        check_output_file(target, suffixes)
+    elif target.is_dir():
+        raise OutputRefused(f"{target} is a folder; give a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(target)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)

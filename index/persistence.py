@@ -18,6 +18,8 @@ from . import storage as _storage
 from ._checks import check_positive_int, iter_row_chunks, to_float32, to_json
 from ._faiss import faiss_call
 from .atomic import atomic_directory
+from .locking import write_lock
+from .outputs import check_output_directory
 from .errors import VectorIndexError
 from .kinds import IVF_KINDS, IndexParams
 from .metadata import MetadataStore
@@ -37,27 +39,48 @@ def describe_array(arr: np.ndarray) -> str:
     return f"{arr.dtype} {tuple(arr.shape)}"
 
 
-def save(index: VectorIndex, directory: Path, store_vectors: bool | None) -> Path:
-    """Write `index` to `directory` atomically (see `VectorIndex.save`)."""
+def save(index: VectorIndex, directory: Path, store_vectors: bool | None, overwrite: bool = False) -> Path:
+    """Write `index` to `directory` atomically (see `VectorIndex.save`), holding its writer lock."""
     if index._faiss is None:
         raise VectorIndexError(
             f"kind {index.kind!r} is untrained and has nothing to save; "
             f"call train() and add() first"
         )
     _mutation.check_writable(index, "save")
-    if directory.exists():
-        if not directory.is_dir():
-            raise VectorIndexError(f"{str(directory)!r} is a file; save() needs a directory path")
-        if any(directory.iterdir()) and not _storage.is_index_directory(directory):
-            raise VectorIndexError(
-                f"{str(directory)!r} is not empty and holds no saved index; "
-                f"save() replaces the whole directory, so choose a new or empty one"
-            )
+    with write_lock(directory):
+        check_output_directory(directory, "index", overwrite=overwrite)
+        _check_unchanged_since_load(index, directory)
+        _save_locked(index, directory, store_vectors, overwrite)
+        index._origin = origin_of(directory)
+    logger.info("saved %r index of %d vectors to %s", index.kind, len(index), directory)
+    return directory
+
+
+def origin_of(directory: Path) -> tuple[str, str | None]:
+    """(resolved path, sha256 of its manifest.json or None): which saved version an index came from."""
+    manifest = directory / _storage.MANIFEST
+    return str(directory.resolve()), _storage.sha256_file(manifest) if manifest.is_file() else None
+
+
+def _check_unchanged_since_load(index: VectorIndex, directory: Path) -> None:
+    """Refuse to save over a version another writer saved after this index was loaded from the
+    same directory: replacing it would silently drop that writer's change (a lost update)."""
+    loaded = getattr(index, "_origin", None)
+    if loaded is None or loaded[0] != str(directory.resolve()):
+        return
+    if origin_of(directory) != loaded:
+        raise VectorIndexError(
+            f"{directory} was saved by another writer after this index was loaded from it; saving now "
+            f"would drop that change. Load it again and repeat yours, or save to a new path"
+        )
+
+
+def _save_locked(index: VectorIndex, directory: Path, store_vectors: bool | None, overwrite: bool) -> None:
     if store_vectors is None:
         store_vectors = index.kind in ("flat", "hnsw")
     to_json(index._info, "info")
     _mutation.compact(index)
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, "index", overwrite=overwrite) as tmp:
         faiss.write_index(index._faiss, str(tmp / _storage.FAISS_FILE))
         index._meta.save(tmp / _storage.META_FILE)
         names = [_storage.FAISS_FILE, _storage.META_FILE]
@@ -82,8 +105,6 @@ def save(index: VectorIndex, directory: Path, store_vectors: bool | None) -> Pat
             "files": {name: _storage.file_entry(tmp / name) for name in names},
         }
         _storage.write_manifest(tmp, manifest)
-    logger.info("saved %r index of %d vectors to %s", index.kind, len(index), directory)
-    return directory
 
 
 def _write_vectors(index: VectorIndex, directory: Path) -> None:
@@ -109,6 +130,7 @@ def _write_vectors(index: VectorIndex, directory: Path) -> None:
 
 def load_once(cls: type[VectorIndex], directory: Path, untrusted: bool, chunk_size: int) -> VectorIndex:
     """One attempt at `VectorIndex.load` (the caller retries if a save replaced the directory)."""
+    origin = origin_of(directory)
     manifest = _storage.read_manifest(directory)
     M = _storage.MANIFEST
     if manifest["metric"] not in METRICS:
@@ -170,6 +192,7 @@ def load_once(cls: type[VectorIndex], directory: Path, untrusted: bool, chunk_si
             f"{source} holds {ids.size} vectors whose ids do not match the {count} items of {_storage.META_FILE}; "
             f"restore the index from a good copy"
         )
+    index._origin = origin
     logger.info("loaded %r index of %d vectors from %s%s", params.kind, count, directory, " (untrusted)" if untrusted else "")
     return index
 

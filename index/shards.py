@@ -30,6 +30,7 @@ from faiss.contrib.ondisk import merge_ondisk
 
 from . import storage as _storage
 from .atomic import atomic_directory
+from .outputs import check_output_directory
 from .errors import VectorIndexError
 from .kinds import IVF_KINDS
 from .metadata import SCHEMA
@@ -167,7 +168,8 @@ def _merge_metadata(shards: list[tuple[Path, dict[str, Any]]], target: Path) -> 
         conn.close()
 
 
-def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: bool = True) -> Path:
+def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: bool = True,
+                 overwrite: bool = False) -> Path:
     """Merge shard directories into one index directory at `out` (written atomically).
 
     Memory stays bounded by one shard's id map, not by the vectors: shards are read
@@ -181,11 +183,10 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
             _storage.verify_file(path, name, manifest)  # checked before faiss or SQLite reads a byte
     first = found[0][1]
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _storage.is_index_directory(out))):
-        raise VectorIndexError(f"{str(out)!r} exists and holds no saved index; choose a new or empty directory")
+    check_output_directory(out, "index", overwrite=overwrite)
     index = _empty_trained(found[0][0] / _storage.FAISS_FILE)
     index.nprobe = first["params"].get("nprobe") or index.nprobe
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "index", overwrite=overwrite) as tmp:
         logger.info("merging %d shards into %s", len(found), out)
         merge_ondisk(index, [str(path / _storage.FAISS_FILE) for path, _ in found], str(tmp / _storage.IVFDATA_FILE))
         count = sum(m["count"] for _, m in found)

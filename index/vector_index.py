@@ -92,6 +92,7 @@ class VectorIndex:
         self._seed = seed
         self._chunk_size = chunk_size
         self._created_at = created_at or _persistence.now()
+        self._origin: tuple[str, str | None] | None = None  # (directory, manifest sha256) it was loaded from
         self._removed = np.empty(0, dtype=np.int64)  # HNSW tombstones
         self._tombstone_selector: tuple[Any, Any] | None = None
         self._version = 0  # bumped on every add/remove (KNNClassifier caches on it)
@@ -403,13 +404,18 @@ class VectorIndex:
         return _kinds.iter_vectors(self._faiss, self.kind, size, exclude=self._removed)
     # -- persistence (index.persistence) ---------------------------------------------------------
 
-    def save(self, directory: str | Path, store_vectors: bool | None = None) -> Path:
+    def save(self, directory: str | Path, store_vectors: bool | None = None, *, overwrite: bool = False) -> Path:
         """Write the index to `directory` atomically (an existing index there is replaced).
+
+        Any other existing non-empty folder is refused unless `overwrite`. Saving over the
+        directory this index was loaded from is refused when another writer saved there since (its
+        change would be lost); hold `index.locking.write_lock(directory)` around load, change and
+        save to make that impossible.
 
         store_vectors: also write vectors.npy/ids.npy (needed for `load(untrusted=True)`);
         default True for flat/hnsw, False for ivf/ivfpq (for ivfpq they are PQ approximations).
         """
-        return _persistence.save(self, Path(directory), store_vectors)
+        return _persistence.save(self, Path(directory), store_vectors, overwrite)
 
     @classmethod
     def load(cls, directory: str | Path, untrusted: bool = False, chunk_size: int = 65536) -> "VectorIndex":

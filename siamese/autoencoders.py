@@ -125,11 +125,11 @@ class Autoencoder(nn.Module):
 
         return fingerprint(self)
 
-    def save(self, directory) -> None:
+    def save(self, directory, *, overwrite: bool = False) -> None:
         """Write a model directory (config.json + model.safetensors), atomically."""
         from .checkpoint import save_model
 
-        save_model(self, directory)
+        save_model(self, directory, overwrite=overwrite)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Training loss of this variant on a batch of clean items; returns (loss, parts for logging)."""

@@ -48,19 +48,18 @@ def check_fresh(index: VectorIndex, model: Autoencoder, where: str = "the index"
                            f"model is {fingerprint[:12]}; re-embed it with `siamese index rebuild INDEX MODEL DATA`")
 
 
-def export_bundle(model_dir: str | Path, index_dir: str | Path, out: str | Path) -> Path:
+def export_bundle(model_dir: str | Path, index_dir: str | Path, out: str | Path, *, overwrite: bool = False,
+                  untrusted_index: bool = False) -> Path:
     """Copy the model, its index and calibration into `out` with a checksummed bundle.json."""
     model_dir, index_dir, out = Path(model_dir), Path(index_dir), Path(out)
     model = load_model(model_dir)
-    index = VectorIndex.load(index_dir)
+    index = VectorIndex.load(index_dir, untrusted=untrusted_index)
     check_fresh(index, model, str(index_dir))
     calibration = find_calibration(model_dir, model)
     if calibration is None and "calibration" in index.info:
         calibration = Calibration.from_dict(index.info["calibration"], f"{index_dir} info['calibration']")
         check_calibration(calibration, model, f"the calibration stored in {index_dir}")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise SiameseError(f"{out} exists and is not a bundle; export replaces the whole directory, choose a new one")
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "bundle", overwrite=overwrite) as tmp:
         (tmp / MODEL_DIR).mkdir()
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copy2(model_dir / name, tmp / MODEL_DIR / name)

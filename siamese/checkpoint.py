@@ -66,7 +66,8 @@ def model_record(model: Autoencoder) -> dict:
     }
 
 
-def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: str | Path | None = None) -> Path:
+def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: str | Path | None = None,
+               overwrite: bool = False) -> Path:
     """Write the model directory atomically; history.csv and checkpoint/ are carried over from
     `keep_extras_from` (default: the directory being replaced), and so is calibration.json when it
     was made for these very weights (for other weights it would be stale)."""
@@ -74,7 +75,7 @@ def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: s
     extras_dir = Path(keep_extras_from) if keep_extras_from is not None else directory
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     record = model_record(model)
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, "model", overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"fingerprint": record["fingerprint"]})
         (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2))
         if (extras_dir / HISTORY_FILE).is_file():

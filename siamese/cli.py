@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from index.locking import DEFAULT_LOCK_TIMEOUT
+
 from .errors import SiameseError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -38,6 +40,44 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
     group.add_argument("--skip", type=int, default=0, help="leave out the first N items (before --limit)")
     group.add_argument("--limit", type=int, help="use only N items (after --skip)")
+
+
+def add_output_dir_option(parser: argparse.ArgumentParser, metavar: str, kind: str, *, required: bool = True,
+                          default: str | None = None, help: str | None = None) -> None:
+    """`--out DIR` (a folder replaced as a whole) and `--overwrite`; the folder is checked before
+    any work starts (`check_outputs`)."""
+    parser.add_argument("--out", required=required, default=default, metavar=metavar, help=help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it is a folder siamese did not write (never the current, "
+                        "home or root folder)")
+    parser.set_defaults(out_kind=kind)
+
+
+def add_output_file_option(parser: argparse.ArgumentParser, flag: str, metavar: str, suffixes: tuple[str, ...],
+                           help: str | None = None, required: bool = False) -> None:
+    """An output file option (`--out PRED.csv`, `--plot ROC.png`), checked before any work starts."""
+    action = parser.add_argument(flag, metavar=metavar, help=help, required=required)
+    parser.set_defaults(output_files=(*(parser.get_default("output_files") or ()), (action.dest, suffixes)))
+
+
+def add_index_open_options(parser: argparse.ArgumentParser, *, force_help: str = "accept a model other than the "
+                           "index's") -> None:
+    """How an existing index is opened: --untrusted (never parse its faiss file) and --force."""
+    parser.add_argument("--untrusted", action="store_true",
+                        help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
+    parser.add_argument("--force", action="store_true", help=force_help)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable --out / --plot paths up front, before data is read or a model trained."""
+    from index.outputs import check_output_directory, check_output_file
+
+    kind = getattr(args, "out_kind", None)
+    if kind and getattr(args, "out", None):
+        check_output_directory(args.out, kind, overwrite=args.overwrite)
+    for dest, suffixes in getattr(args, "output_files", None) or ():
+        if getattr(args, dest, None):
+            check_output_file(getattr(args, dest), suffixes)
 
 
 def data_kwargs(args: argparse.Namespace, model=None) -> dict:
@@ -117,7 +157,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     items = load_data(args, args.data)
     print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
           f"of shape {items.item_shape} from {items.source}")
-    model = pretrain(items, config, train_config(args), out=args.out, resume=args.resume, progress=not args.quiet)
+    model = pretrain(items, config, train_config(args), out=args.out, resume=args.resume, progress=not args.quiet,
+                     overwrite=args.overwrite)
     print_history(Path(args.out))
     print(f"saved {args.out} (fingerprint {model.fingerprint()[:12]})")
     return 0
@@ -139,7 +180,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         labels = True
     tuned = finetune(model, items, pairs=args.pairs, labels=labels, labels_per_class=args.labels_per_class,
                      config=config, train=train_config(args), out=args.out, resume=args.resume,
-                     progress=not args.quiet)
+                     progress=not args.quiet, overwrite=args.overwrite)
     record = tuned.info["finetune"]
     print_history(Path(args.out))
     what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
@@ -171,7 +212,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(out=Path(args.out), dataset=args.dataset, progress=not args.quiet, seed=args.seed)
+    run_demo(out=Path(args.out), dataset=args.dataset, progress=not args.quiet, seed=args.seed,
+             overwrite=args.overwrite)
     return 0
 
 
@@ -195,6 +237,9 @@ def _general_options(parser: argparse.ArgumentParser, default) -> None:
     group.add_argument("-q", "--quiet", action="store_true", default=default(False), help="no progress bars")
     group.add_argument("--threads", type=int, default=default(None), help="torch/faiss CPU threads (default: all)")
     group.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log details")
+    group.add_argument("--lock-timeout", type=float, default=default(DEFAULT_LOCK_TIMEOUT), metavar="SECONDS",
+                       help="how long to wait while another process writes the same index or model "
+                       f"(default {DEFAULT_LOCK_TIMEOUT:g})")
 
 
 class Subcommands:
@@ -225,13 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("demo", help="end to end on the embedded digits: pretrain, fine-tune, index, classify")
-    p.add_argument("--out", default="siamese-demo", help="folder for the report, plots, model and index")
+    add_output_dir_option(p, "DIR", "demo", required=False, default="siamese-demo",
+                          help="folder for the report, plots, model and index (default siamese-demo)")
     p.add_argument("--dataset", default="sklearn:digits", help="any DATA source (default sklearn:digits)")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("pretrain", help="pretrain an autoencoder on unlabeled items")
     p.add_argument("data", metavar="DATA")
-    p.add_argument("--out", required=True, metavar="MODEL")
+    add_output_dir_option(p, "MODEL", "model", help="folder for the model (new, or an earlier model)")
     p.add_argument("--variant", choices=VARIANTS, default="denoising")
     p.add_argument("--arch", choices=("auto", "mlp", "conv"), default="auto")
     p.add_argument("--latent-dim", type=int, default=32)
@@ -252,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pairs", metavar="PAIRS.csv", help="header a,b,label over item keys")
     source.add_argument("--labels", metavar="LABELS.csv", help="header key,label; or 'items' for DATA's own labels")
     p.add_argument("--labels-per-class", type=int, metavar="N", help="keep N labelled items per class (seeded)")
-    p.add_argument("--out", required=True, metavar="MODEL2")
+    add_output_dir_option(p, "MODEL2", "model", help="folder for the fine-tuned model (new, or an earlier model)")
     p.add_argument("--loss", choices=LOSSES, default="contrastive")
     p.add_argument("--distance", choices=DISTANCES, default="cosine")
     p.add_argument("--miner", choices=MINERS, default="none")
@@ -302,8 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     _one_line_usage_errors(parser)
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be a positive number of threads, got {args.threads}")
+    max_threads = 4 * (os.cpu_count() or 1)
+    if args.threads is not None and not 1 <= args.threads <= max_threads:
+        parser.error(f"--threads must be between 1 and {max_threads} (4x this machine's CPUs), got {args.threads}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -313,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)
     try:
+        from index.locking import set_lock_timeout
+
+        set_lock_timeout(args.lock_timeout)
+        check_outputs(args)
         name = f"index {args.index_command}" if args.command == "index" else args.command
         if getattr(args, "nproc", None) is not None or "WORLD_SIZE" in os.environ:  # data-parallel training
             from .distributed import run_command
@@ -326,6 +377,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("siamese: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `siamese index info IDX | head -1`: the reader left, which is fine
+        _silence_stdout()
+        return 0
+    except OSError as exc:  # disk full, read-only or forbidden target...: saves are atomic, old data is intact
+        if exc.errno is None:
+            raise
+        print(f"siamese: error: {environment_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def environment_error(exc: OSError) -> str:
+    """One line for an operating-system failure: the path, the cause and what to do."""
+    import errno
+
+    path = f"{exc.filename}: " if exc.filename else ""
+    cause = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+    advice = {errno.ENOSPC: "free some disk space or write elsewhere; nothing already saved was changed",
+              errno.EDQUOT: "free some space in your quota or write elsewhere; nothing already saved was changed",
+              errno.EROFS: "choose a path on a writable file system", errno.EACCES: "choose a path you may write",
+              errno.EPERM: "choose a path you may write"}.get(exc.errno or 0, "check the path and try again")
+    return f"{path}{cause}; {advice}"
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so Python's exit flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # `python -m siamese.cli`: run the imported module so commands register once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_data_options, command, load_data, source_options
+from .cli import add_data_options, add_output_dir_option, add_output_file_option, command, load_data, source_options
 from .errors import SiameseError
 
 
@@ -33,7 +33,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     items = load_data(args, args.data, model)
-    report = reconstruct_to_dir(model, items, args.out, noise=args.noise, seed=args.seed, progress=not args.quiet)
+    report = reconstruct_to_dir(model, items, args.out, noise=args.noise, seed=args.seed, progress=not args.quiet,
+                                overwrite=args.overwrite)
     line = f"wrote {len(report.keys)} reconstructions to {args.out}: mean reconstruction error {report.mean_error:.4g}"
     if report.noise:
         noisy, denoised = float(report.psnr_noisy.mean()), float(report.psnr_denoised.mean())
@@ -45,7 +46,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
-    from .codes import DTYPES
+    from .codes import DTYPES, SUFFIXES
 
     p = sub.add_parser("embed", help="write latent codes (n x d) with keys and labels, in chunks",
                        description="Encode DATA into latent codes: dimensionality reduction or compression. "
@@ -53,7 +54,7 @@ def register(sub) -> None:
                        "offset (z = scale * q + offset); .npy holds the codes alone (float32 or float16).")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA")
-    p.add_argument("--out", required=True, metavar="Z.npz", help="a .npz or .npy file")
+    add_output_file_option(p, "--out", "Z.npz", SUFFIXES, help="a .npz or .npy file", required=True)
     p.add_argument("--dtype", default="float32", metavar="|".join(DTYPES), help="code precision (int8: .npz only)")
     p.add_argument("--chunk", type=int, default=65536, metavar="N", help="items embedded at a time (bounds memory)")
     add_data_options(p)
@@ -65,7 +66,7 @@ def register(sub) -> None:
                        "reported too.")
     r.add_argument("model", metavar="MODEL")
     r.add_argument("data", metavar="DATA")
-    r.add_argument("--out", required=True, metavar="DIR")
+    add_output_dir_option(r, "DIR", "reconstructions", help="folder for the PNGs, reconstructions.npy and errors.csv")
     r.add_argument("--noise", metavar="S", help="corrupt the input first: gaussian:STD or mask:P (e.g. gaussian:0.3)")
     r.add_argument("--seed", type=int, default=0, help="seed of the corruption")
     add_data_options(r)

@@ -12,7 +12,8 @@ import numpy as np
 
 from index.atomic import atomic_file
 
-from .cli import Subcommands, add_data_options, command, data_kwargs, load_data, source_options
+from .cli import (Subcommands, add_data_options, add_index_open_options, add_output_dir_option, add_output_file_option,
+                  command, data_kwargs, load_data, source_options)
 from .errors import SiameseError
 
 
@@ -25,7 +26,7 @@ def _model(path: str):
 def _index_for(path: str, model, args: argparse.Namespace):
     from .indexing import open_index
 
-    return open_index(path, model, force=getattr(args, "force", False))
+    return open_index(path, model, force=args.force, untrusted=args.untrusted)
 
 
 @command("index build")
@@ -42,7 +43,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
                         progress=not args.quiet, calibration=find_calibration(args.model, model),
                         **source_options(args))
     index.info = {**index.info, "source": _source_record(args.data)}
-    index.save(args.out)
+    index.save(args.out, overwrite=args.overwrite)
     print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
           f"{int(np.sum(index.labels_for_ids(index.ids) != None))} labelled) -> {args.out}")  # noqa: E711
     return 0
@@ -50,15 +51,13 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 @command("index add")
 def cmd_index_add(args: argparse.Namespace) -> int:
-    from .indexing import add_items
+    from .indexing import add_to_saved_index
 
     model = _model(args.model)
-    index = _index_for(args.index, model, args)
-    before = len(index)
-    added = add_items(index, model, args.data, labels=args.labels, chunk_size=args.chunk_size,
-                      progress=not args.quiet, force=args.force, **source_options(args))
-    index.save(args.index)
-    print(f"added {added} items ({before} -> {len(index)}) to {args.index}")
+    index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
+                                      labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
+                                      **source_options(args))
+    print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
     return 0
 
 
@@ -177,7 +176,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     predicted = cli_verify.open_set_labels(args, model, index, classifier, items, z, classes[np.argmax(proba, axis=1)])
     confidence = proba.max(axis=1)
     if args.out:
-        with atomic_file(args.out, "w") as fh:
+        with atomic_file(args.out, "w", suffixes=(".csv",)) as fh:
             writer = csv.writer(fh)
             writer.writerow(["key", "predicted", "confidence"] + (["label"] if items.has_labels else []))
             for i, key in enumerate(items.keys):
@@ -207,7 +206,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     scores = score_items(model, items, index=index, k=args.k, progress=not args.quiet)
     order = scores.top(len(items))
     out = args.out or "anomalies.csv"
-    with atomic_file(out, "w") as fh:
+    with atomic_file(out, "w", suffixes=(".csv",)) as fh:
         writer = csv.writer(fh)
         writer.writerow(["rank", "key", "reconstruction_error", "knn_distance", "combined"])
         for rank, i in enumerate(order, 1):
@@ -287,7 +286,7 @@ def register(sub) -> None:
     b = index_sub.add_parser("build", help="embed DATA with MODEL into a new index")
     b.add_argument("model", metavar="MODEL")
     b.add_argument("data", metavar="DATA")
-    b.add_argument("--out", required=True, metavar="INDEX")
+    add_output_dir_option(b, "INDEX", "index", help="folder for the index (new, or an earlier index)")
     b.add_argument("--kind", choices=("auto", "flat", "hnsw", "ivf", "ivfpq"), default="auto")
     b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
     b.add_argument("--chunk-size", type=int, default=65536, help="items embedded at a time (bounds memory)")
@@ -298,7 +297,7 @@ def register(sub) -> None:
     a.add_argument("data", metavar="DATA")
     a.add_argument("--labels", metavar="LABELS.csv")
     a.add_argument("--chunk-size", type=int, default=65536)
-    a.add_argument("--force", action="store_true", help="accept a model other than the index's")
+    add_index_open_options(a)
     add_data_options(a)
     i = index_sub.add_parser("info", help="describe an index")
     i.add_argument("index", metavar="INDEX")
@@ -318,8 +317,8 @@ def register(sub) -> None:
     q.add_argument("--key", action="append", help="query with an indexed item (repeatable)")
     q.add_argument("-k", type=int, default=9)
     q.add_argument("--json", action="store_true")
-    q.add_argument("--plot", metavar="GRID.png", help="write the query-and-neighbours image grid")
-    q.add_argument("--force", action="store_true", help="query even if MODEL did not build INDEX")
+    add_output_file_option(q, "--plot", "GRID.png", (".png",), help="write the query-and-neighbours image grid")
+    add_index_open_options(q, force_help="query even if MODEL did not build INDEX")
     add_data_options(q)
 
     c = sub.add_parser("classify", help="label items by a vote of their k nearest labelled indexed items")
@@ -332,8 +331,8 @@ def register(sub) -> None:
     c.add_argument("--propagate", choices=("auto", "on", "off"), default="auto",
                    help="spread the index's labels over its kNN graph first (auto: when under half are labelled)")
     c.add_argument("--propagate-k", type=int, default=10, help="neighbours per item in the propagation graph")
-    c.add_argument("--out", metavar="PRED.csv")
-    c.add_argument("--force", action="store_true")
+    add_output_file_option(c, "--out", "PRED.csv", (".csv",), help="write key,predicted,confidence per item")
+    add_index_open_options(c)
     add_open_set_options(c)
     add_data_options(c)
 
@@ -343,9 +342,9 @@ def register(sub) -> None:
     n.add_argument("--index", metavar="INDEX", help="also score the distance to the k nearest indexed items")
     n.add_argument("-k", type=int, default=5)
     n.add_argument("--top", type=int, default=10, help="items printed")
-    n.add_argument("--out", metavar="SCORES.csv", help="all scores (default anomalies.csv)")
-    n.add_argument("--plot", metavar="HIST.png", help="write a histogram of the scores")
-    n.add_argument("--force", action="store_true")
+    add_output_file_option(n, "--out", "SCORES.csv", (".csv",), help="all scores (default anomalies.csv)")
+    add_output_file_option(n, "--plot", "HIST.png", (".png",), help="write a histogram of the scores")
+    add_index_open_options(n)
     add_data_options(n)
 
     p = sub.add_parser("plot", help="latent map, reconstructions, neighbours, training curves, VAE samples",
@@ -354,11 +353,11 @@ def register(sub) -> None:
     p.add_argument("what", choices=("latent", "reconstructions", "neighbors", "curves", "samples"))
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA", nargs="?")
-    p.add_argument("--out", required=True, metavar="PNG")
+    add_output_file_option(p, "--out", "PNG", (".png",), required=True)
     p.add_argument("--index", metavar="INDEX", help="neighbors: the index to search")
     p.add_argument("--method", choices=("auto", "pca", "tsne"), default="auto", help="latent: projection above 2-D")
     p.add_argument("-n", type=int, default=16, help="items, queries or samples shown")
     p.add_argument("-k", type=int, default=9, help="neighbors: neighbours per query")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true")
+    add_index_open_options(p)
     add_data_options(p)

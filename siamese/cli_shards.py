@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .cli import add_data_options, command, source_options
+from .cli import add_data_options, add_output_dir_option, command, source_options
 from .errors import SiameseError
 
 
@@ -67,7 +67,7 @@ def cmd_index_train(args: argparse.Namespace) -> int:
     template = train_template(np.concatenate(parts), kind=args.kind, expected_count=count, metric=model.metric,
                               nlist=args.nlist, pq_m=args.pq_m, seed=args.seed,
                               model_fingerprint=model.fingerprint(), info={"model": model_summary(model)})
-    template.save(args.out)
+    template.save(args.out, overwrite=args.overwrite)
     params = template.params
     print(f"trained {template.kind} template (nlist {params['nlist']}"
           f"{', pq_m ' + str(params['pq_m']) if params['pq_m'] else ''}) on {sum(map(len, parts))} of {count} "
@@ -92,7 +92,7 @@ def cmd_index_build_shard(args: argparse.Namespace) -> int:
     if stop > start:
         add_items(index, model, args.data, labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
                   **_shard_options(args, start, stop))
-    index.save(args.out)
+    index.save(args.out, overwrite=args.overwrite)
     print(f"shard {shard[0]}/{shard[1]}: indexed items {start}..{stop - 1} of {count} ({len(index)} items) "
           f"-> {args.out}")
     return 0
@@ -103,8 +103,11 @@ def cmd_index_merge(args: argparse.Namespace) -> int:
     from index import VectorIndex
     from index.shards import merge_shards
 
+    if args.untrusted:
+        raise SiameseError("index merge has faiss read the shards' files and so cannot take --untrusted; merge only "
+                           "shards you built, or rebuild shards from elsewhere with `siamese index build --shard`")
     with _c_stdout_to_stderr():  # faiss prints "resizing <tmp file>" on stdout while merging
-        merge_shards(args.shards, args.out, direct_map=not args.no_direct_map)
+        merge_shards(args.shards, args.out, direct_map=not args.no_direct_map, overwrite=args.overwrite)
     index = VectorIndex.load(args.out)
     print(f"merged {len(args.shards)} shards: {len(index)} items ({index.kind}, dim {index.dim}, "
           f"metric {index.metric}) -> {args.out}")
@@ -131,7 +134,7 @@ def register(index_sub, build: argparse.ArgumentParser) -> None:
     t = index_sub.add_parser("train", help="train an empty IVF index on a sample of DATA, for sharded builds")
     t.add_argument("model", metavar="MODEL")
     t.add_argument("data", metavar="DATA")
-    t.add_argument("--out", required=True, metavar="TEMPLATE")
+    add_output_dir_option(t, "TEMPLATE", "index", help="folder for the trained empty index")
     t.add_argument("--kind", choices=("ivf", "ivfpq"), default="ivf")
     t.add_argument("--nlist", type=int, help="inverted lists (default ~4 sqrt(n))")
     t.add_argument("--pq-m", type=int, help="ivfpq: code bytes per vector (a divisor of the dimension)")
@@ -142,6 +145,7 @@ def register(index_sub, build: argparse.ArgumentParser) -> None:
 
     m = index_sub.add_parser("merge", help="merge shards built from one template into one on-disk index")
     m.add_argument("shards", metavar="SHARD", nargs="+")
-    m.add_argument("--out", required=True, metavar="INDEX")
+    add_output_dir_option(m, "INDEX", "index", help="folder for the merged index (new, or an earlier index)")
+    m.add_argument("--untrusted", action="store_true", help="refused: merging parses the shards' faiss files")
     m.add_argument("--no-direct-map", action="store_true",
                    help="skip the id map (~50 bytes per item in RAM): search only, no lookup of vectors by key")

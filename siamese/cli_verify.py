@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli import add_data_options, command, data_kwargs, load_data, source_options
+from .cli import add_data_options, add_output_dir_option, add_output_file_option, command, data_kwargs, load_data, source_options
 from .errors import SiameseError
 
 
@@ -67,8 +67,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .bundle import export_bundle, load_bundle
 
-    out = export_bundle(args.model, args.index, args.out)
-    bundle = load_bundle(out)
+    out = export_bundle(args.model, args.index, args.out, overwrite=args.overwrite, untrusted_index=args.untrusted)
+    bundle = load_bundle(out, untrusted_index=args.untrusted)
     calibrated = "with" if bundle.calibration is not None else "without"
     print(f"exported {len(bundle.index)} indexed items, model {bundle.model.fingerprint()[:12]} and "
           f"{len(bundle.manifest['files'])} checksummed files ({calibrated} calibration) -> {out}")
@@ -82,7 +82,8 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
 
     model = _model(args.model)
     index = rebuild_index(args.index, model, args.data, calibration=find_calibration(args.model, model),
-                          chunk_size=args.chunk_size, progress=not args.quiet, **source_options(args))
+                          chunk_size=args.chunk_size, progress=not args.quiet, untrusted=args.untrusted,
+                          **source_options(args))
     print(f"re-embedded {len(index)} items with model {model.fingerprint()[:12]} -> {args.index}")
     return 0
 
@@ -95,6 +96,8 @@ def add_rebuild_parser(index_sub) -> None:
     r.add_argument("model", metavar="MODEL")
     r.add_argument("data", metavar="DATA", help="the items the index was built from")
     r.add_argument("--chunk-size", type=int, default=65536)
+    r.add_argument("--untrusted", action="store_true",
+                   help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
     add_data_options(r)
 
 
@@ -114,7 +117,7 @@ def register(sub) -> None:
     p.add_argument("data", metavar="DATA")
     p.add_argument("--pairs", required=True, metavar="PAIRS.csv", help="header a,b,label over DATA's item keys")
     p.add_argument("--target", type=target, default="f1", help="f1 (default) | eer | precision=P | recall=R")
-    p.add_argument("--plot", metavar="ROC.png", help="write ROC and precision-recall curves")
+    add_output_file_option(p, "--plot", "ROC.png", (".png",), help="write ROC and precision-recall curves")
     p.add_argument("--json", action="store_true")
     add_data_options(p)
 
@@ -128,7 +131,9 @@ def register(sub) -> None:
     e = sub.add_parser("export", help="one directory with model, index, calibration and a checksummed manifest")
     e.add_argument("model", metavar="MODEL")
     e.add_argument("index", metavar="INDEX")
-    e.add_argument("--out", required=True, metavar="BUNDLE")
+    add_output_dir_option(e, "BUNDLE", "bundle", help="folder for the bundle (new, or an earlier bundle)")
+    e.add_argument("--untrusted", action="store_true",
+                   help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
 
 
 # ---------------------------------------------------------------- pseudo-pair options of `siamese finetune`

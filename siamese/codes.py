@@ -208,7 +208,7 @@ class CodeWriter:
         if self.dtype == "float16":  # fail before writing anything
             quantize(np.stack([self._lo, self._hi]), "float16")
         try:
-            with atomic_file(self.path) as fh:
+            with atomic_file(self.path, suffixes=SUFFIXES) as fh:
                 if self.path.suffix == ".npy":
                     self._write_codes(fh, params)
                 else:

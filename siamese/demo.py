@@ -19,6 +19,7 @@ import numpy as np
 from index import KNNClassifier
 from index.propagation import propagated_index
 from index.atomic import atomic_file
+from index.outputs import claim_output_directory
 
 from .anomaly import score_items
 from .autoencoders import AutoencoderConfig
@@ -56,20 +57,21 @@ def _epochs(base: int, n: int) -> int:
 
 
 def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = True, seed: int = 0,
-             config: DemoConfig | None = None) -> dict:
-    """Run the demo into `out`; returns the accuracy table as {row: accuracy}."""
+             config: DemoConfig | None = None, overwrite: bool = False) -> dict:
+    """Run the demo into `out` (new, empty or an earlier demo's folder; `overwrite` allows any
+    other); returns the accuracy table as {row: accuracy}."""
     from . import plots
 
     config = config or DemoConfig(seed=seed)
     started = time.perf_counter()
     say = print
+    out = claim_output_directory(out, "demo", overwrite=overwrite)
     items = load_items(dataset)
     if not items.has_labels:
         raise SiameseError(f"the demo needs a labelled dataset to report accuracy; {items.source} has no labels")
     order = np.random.default_rng(config.seed).permutation(len(items))
     n_held = int(round(len(items) * config.held_out))
     train, held = items.subset(np.sort(order[n_held:])), items.subset(np.sort(order[:n_held]))
-    out.mkdir(parents=True, exist_ok=True)
     say(f"[1/6] {len(items)} items of shape {items.item_shape} from {items.source}: "
         f"{len(train)} to index, {len(held)} held out")
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from index.atomic import atomic_directory
+from index.outputs import check_output_directory
 
 from .augment import corrupt, parse_noise
 from .errors import SiameseError
@@ -97,18 +98,18 @@ def reconstruct_items(model, items, *, noise: str | None = None, seed: int = 0, 
 
 
 def reconstruct_to_dir(model, items, out_dir: str | os.PathLike, *, noise: str | None = None, seed: int = 0,
-                       batch_size: int = 256, progress: bool = False) -> ReconstructionReport:
+                       batch_size: int = 256, progress: bool = False, overwrite: bool = False) -> ReconstructionReport:
     """Write every item's reconstruction (of a copy corrupted with `noise` when given) to out_dir.
 
     items: an ItemSet (keys name the files) or an array/tensor (keys are row numbers).
     noise: "gaussian:STD" or "mask:P" (see siamese.augment.parse_noise); seed fixes the corruption.
     out_dir is replaced as a whole, atomically; an existing folder that is not a reconstruction
-    output is refused rather than overwritten.
+    output is refused rather than overwritten (unless `overwrite`).
     """
     if noise is not None:
         kind, _ = parse_noise(noise)
         noise = None if kind == "none" else noise
-    target = _check_target(Path(out_dir))
+    target = check_output_directory(out_dir, "reconstructions", overwrite=overwrite)
     clean, noisy, logits = reconstruct_items(model, items, noise=noise, seed=seed, batch_size=batch_size,
                                              progress=progress)
     errors = F.binary_cross_entropy_with_logits(logits, clean, reduction="none").flatten(1).sum(1).numpy()
@@ -118,28 +119,12 @@ def reconstruct_to_dir(model, items, out_dir: str | os.PathLike, *, noise: str |
     if noise:
         report.psnr_noisy, report.psnr_denoised = psnr(noisy, clean), psnr(recon, clean)
     try:
-        with atomic_directory(target) as tmp:
+        with atomic_directory(target, "reconstructions", overwrite=overwrite) as tmp:
             _write(tmp, report, recon, model, progress)
     except OSError as error:
         raise SiameseError(f"cannot write {target}: {error.strerror or error}; choose a writable folder") from None
     LOG.info("wrote %d reconstructions to %s (mean error %.4g)", len(keys), target, report.mean_error)
     return report
-
-
-def _check_target(target: Path) -> Path:
-    if target.exists() and not target.is_dir():
-        raise SiameseError(f"--out {target} is a file; give a folder for the reconstructions")
-    if target.is_dir() and any(target.iterdir()) and not (target / ERRORS_CSV).is_file():
-        raise SiameseError(f"{target} already holds other files; give a new folder (only an earlier "
-                           "reconstruction output is replaced)")
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise SiameseError(f"cannot write {target}: {parent} is a file, not a folder; choose another path")
-            if not os.access(parent, os.W_OK):
-                raise SiameseError(f"cannot write {target}: {parent} is not writable; choose another folder")
-            break
-    return target
 
 
 def _file_names(keys: list[str]) -> list[str]:

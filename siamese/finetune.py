@@ -28,7 +28,7 @@ from .errors import SiameseError
 from .items import as_model_input
 from .pairs import Pairs, read_pairs_csv, sample_pair_batch, select_per_class
 from .pseudo_pairs import PseudoPairConfig, PseudoPairTerm
-from .pretrain import clean_reconstruction_loss, split_validation, training_callbacks
+from .pretrain import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
 from .train import TrainConfig, fit, shuffled_batches, steps_for
 
 LOG = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     parallel: Parallel | None = None,
+    overwrite: bool = False,
 ) -> Autoencoder:
     """Return a fine-tuned copy of `model` (the original is left untouched).
 
@@ -219,31 +220,32 @@ def finetune(
         batches, step_loss = term.wrap(tuned, batches, step_loss)
 
     out = Path(out) if out is not None else None
-    n_steps = steps_for(len(train_idx), min(config.unlabelled_per_step, len(train_idx)), parallel)
-    fit(tuned, step_loss, batches, n_steps, train,
-        validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
-        callbacks=training_callbacks(out, train), resume_from=(out / CHECKPOINT_DIR) if resume else None,
-        progress=progress, description=f"finetune {config.loss}", parallel=parallel)
-    with torch.no_grad():
-        recon_after = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
-    tuned.info = {
-        **model.info,
-        "metric": config.index_metric,
-        "finetune": {
-            "config": config.to_dict(), "train": train.to_dict(), "parent_fingerprint": model.fingerprint(),
-            "n_labelled": int(len(labelled)) if labelled is not None else None,
-            "n_pairs": len(pairs) if pairs is not None else None,
-            "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,
-            "loss_object": type(loss_fn.loss if isinstance(loss_fn, DistributedLossWrapper) else loss_fn).__name__,
-        },
-    }
-    if recon_before is not None:
-        LOG.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
-    if out is not None and (parallel is None or parallel.is_main):
-        save_model(tuned, out)
-        if codes is not None:
-            _write_labels_used(Path(out) / "labels-used.csv", items.keys, codes, items.label_codes()[1]
-                               if labels is True else None, labels)
+    with claim_model_output(out, out is not None and (parallel is None or parallel.is_main), overwrite):
+        n_steps = steps_for(len(train_idx), min(config.unlabelled_per_step, len(train_idx)), parallel)
+        fit(tuned, step_loss, batches, n_steps, train,
+            validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
+            callbacks=training_callbacks(out, train), resume_from=(out / CHECKPOINT_DIR) if resume else None,
+            progress=progress, description=f"finetune {config.loss}", parallel=parallel)
+        with torch.no_grad():
+            recon_after = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
+        tuned.info = {
+            **model.info,
+            "metric": config.index_metric,
+            "finetune": {
+                "config": config.to_dict(), "train": train.to_dict(), "parent_fingerprint": model.fingerprint(),
+                "n_labelled": int(len(labelled)) if labelled is not None else None,
+                "n_pairs": len(pairs) if pairs is not None else None,
+                "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,
+                "loss_object": type(loss_fn.loss if isinstance(loss_fn, DistributedLossWrapper) else loss_fn).__name__,
+            },
+        }
+        if recon_before is not None:
+            LOG.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
+        if out is not None and (parallel is None or parallel.is_main):
+            save_model(tuned, out)
+            if codes is not None:
+                _write_labels_used(Path(out) / "labels-used.csv", items.keys, codes, items.label_codes()[1]
+                                   if labels is True else None, labels)
     if parallel is not None:
         parallel.barrier()
     return tuned

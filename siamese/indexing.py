@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from index import VectorIndex
+from index.locking import write_lock
 
 from .autoencoders import Autoencoder
 from .embed import embed
@@ -138,15 +139,23 @@ def _calibration_info(model: Autoencoder, calibration) -> dict[str, Any]:
 
 
 def rebuild_index(path: str | Path, model: Autoencoder, source, *, calibration=None, chunk_size: int = 65536,
-                  progress: bool = False, **data_options) -> VectorIndex:
+                  progress: bool = False, untrusted: bool = False, **data_options) -> VectorIndex:
     """Re-embed a saved index's items with `model` and replace it atomically (a stale index: the
     model changed). Keys, labels, attrs, kind and id order stay; vectors, fingerprint, model
     summary and calibration are the new model's. Every indexed key must be among `source`'s
     items. Ids are kept when they are 0..n-1 (no item was ever removed), renumbered otherwise.
+    The index's writer lock is held throughout, so no concurrent add is lost.
     """
+    with write_lock(path):
+        return _rebuild_locked(path, model, source, calibration=calibration, chunk_size=chunk_size,
+                               progress=progress, untrusted=untrusted, data_options=data_options)
+
+
+def _rebuild_locked(path: str | Path, model: Autoencoder, source, *, calibration, chunk_size: int, progress: bool,
+                    untrusted: bool, data_options: dict) -> VectorIndex:
     import numpy as np
 
-    old = VectorIndex.load(path)
+    old = VectorIndex.load(path, untrusted=untrusted)
     ids = old.ids
     keys = [str(k) for k in old.keys_for_ids(ids)]
     position = {key: i for i, key in enumerate(keys)}
@@ -185,6 +194,18 @@ def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, ch
     if added == 0:
         raise SiameseError("no items to add: the data source is empty")
     return added
+
+
+def add_to_saved_index(path: str | Path, model: Autoencoder, source, *, untrusted: bool = False, force: bool = False,
+                       **add_options) -> tuple[VectorIndex, int]:
+    """Load the index saved at `path`, add `source`'s items and save it back, holding its writer
+    lock throughout so that concurrent adds queue up instead of dropping each other's items.
+    Returns (index, number added)."""
+    with write_lock(path):
+        index = open_index(path, model, force=force, untrusted=untrusted)
+        added = add_items(index, model, source, force=force, **add_options)
+        index.save(path)
+    return index, added
 
 
 def open_index(path: str | Path, model: Autoencoder | None = None, *, force: bool = False,

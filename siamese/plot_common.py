@@ -49,7 +49,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     try:
         FigureCanvasAgg(fig)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(target, "wb") as fh:
+        with atomic_file(target, "wb", suffixes=(".png",)) as fh:
             fig.savefig(fh, format="png", dpi=DPI)
     except OSError as error:
         raise SiameseError(f"cannot write {target}: {error.strerror or error}; choose a writable path") from None

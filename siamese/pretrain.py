@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from .autoencoders import Autoencoder, AutoencoderConfig, reconstruction_loss
+from index.locking import write_lock
+from index.outputs import claim_output_directory
+
 from .checkpoint import CHECKPOINT_DIR, HISTORY_FILE, save_model
 from .distributed import Parallel
 from .errors import SiameseError
@@ -40,6 +45,19 @@ def training_callbacks(out: Path | None, config: TrainConfig) -> list:
     return callbacks
 
 
+@contextlib.contextmanager
+def claim_model_output(out: Path | None, writes: bool, overwrite: bool) -> Iterator[None]:
+    """Hold `out` for a whole training run: refuse a folder that is not ours before anything is
+    written into it, mark it as a model output (so `--resume` finds it ours) and keep its writer
+    lock until the final model is saved."""
+    if out is None or not writes:
+        yield
+        return
+    with write_lock(out):
+        claim_output_directory(out, "model", overwrite=overwrite)
+        yield
+
+
 def pretrain(
     items,
     config: AutoencoderConfig = AutoencoderConfig(),
@@ -49,13 +67,16 @@ def pretrain(
     resume: bool = False,
     progress: bool = True,
     parallel: Parallel | None = None,
+    overwrite: bool = False,
 ) -> Autoencoder:
     """Train an autoencoder of `config.variant` on `items` (ItemSet from `load_items`).
 
     With `out`, history.csv and a per-epoch checkpoint are written there and the final model is
     saved there; `resume=True` continues from that checkpoint exactly (same seed and settings).
     parallel: data-parallel training over processes; default: the torch.distributed process
-    group if one is initialised (torchrun), where rank 0 alone writes `out`.
+    group if one is initialised (torchrun), where rank 0 alone writes `out`. `out` must be new,
+    empty or an earlier model (`overwrite=True` replaces any other folder); it is locked while
+    training runs.
     """
     from .data import ItemSet
 
@@ -78,26 +99,27 @@ def pretrain(
         raise SiameseError(f"need at least 2 training items, got {len(x_train)}")
     parallel = parallel or Parallel.current()
     writes = out is not None and (parallel is None or parallel.is_main)
-    if writes and not resume:
-        for stale in (out / HISTORY_FILE, out / CHECKPOINT_DIR / "state.json"):
-            stale.unlink(missing_ok=True)
-    batch_size = min(train.batch_size, len(x_train))
-    fit(
-        model,
-        lambda m, idx, gen: m.loss(x_train[idx], gen),
-        shuffled_batches(len(x_train), batch_size, parallel),
-        steps_for(len(x_train), batch_size, parallel),
-        train,
-        validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
-        callbacks=training_callbacks(out, train),
-        resume_from=(out / CHECKPOINT_DIR) if resume else None,
-        progress=progress,
-        description=f"pretrain {config.variant}",
-        parallel=parallel,
-    )
-    if writes:
-        save_model(model, out)
-        LOG.info("saved %s to %s", config.variant, out)
+    with claim_model_output(out, writes, overwrite):
+        if writes and not resume:
+            for stale in (out / HISTORY_FILE, out / CHECKPOINT_DIR / "state.json"):
+                stale.unlink(missing_ok=True)
+        batch_size = min(train.batch_size, len(x_train))
+        fit(
+            model,
+            lambda m, idx, gen: m.loss(x_train[idx], gen),
+            shuffled_batches(len(x_train), batch_size, parallel),
+            steps_for(len(x_train), batch_size, parallel),
+            train,
+            validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
+            callbacks=training_callbacks(out, train),
+            resume_from=(out / CHECKPOINT_DIR) if resume else None,
+            progress=progress,
+            description=f"pretrain {config.variant}",
+            parallel=parallel,
+        )
+        if writes:
+            save_model(model, out)
+            LOG.info("saved %s to %s", config.variant, out)
     if parallel is not None:
         parallel.barrier()
     return model

@@ -271,7 +271,7 @@ def save_checkpoint(directory: Path, state: TrainState, model: nn.Module,
     tensors["rng/torch"] = torch.get_rng_state()
     meta = {"epoch": state.epoch, "step": state.step, "stop": state.stop, "history": state.history,
             "param_groups": optim["param_groups"], "optim_scalars": scalars}
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, "checkpoint") as tmp:
         save_file(tensors, str(tmp / "state.safetensors"))
         (tmp / "state.json").write_text(json.dumps(meta))
 

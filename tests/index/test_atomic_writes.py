@@ -37,7 +37,7 @@ def test_next_save_removes_temporaries_of_killed_writers(tmp_path: Path, writer:
 
     def save(text: str) -> None:
         if writer == "directory":
-            with atomic_directory(target) as tmp:
+            with atomic_directory(target, "reconstructions") as tmp:
                 (tmp / "data").write_text(text)
         else:
             with atomic_file(target, "w") as fh:

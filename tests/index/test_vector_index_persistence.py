@@ -57,7 +57,7 @@ def _flip_byte(path: Path, offset: int | None = None) -> None:
 def test_layout_and_manifest(small: np.ndarray, tmp_path: Path) -> None:
     _saved(small, tmp_path / "idx")
     names = sorted(os.listdir(tmp_path / "idx"))
-    assert names == ["ids.npy", "manifest.json", "meta.sqlite", "vectors.faiss", "vectors.npy"]
+    assert names == [".siamese-output.json", "ids.npy", "manifest.json", "meta.sqlite", "vectors.faiss", "vectors.npy"]
     manifest = _manifest(tmp_path / "idx")
     assert manifest["format"] == "siamese-index" and manifest["format_version"] == 1
     assert (manifest["dim"], manifest["metric"], manifest["kind"], manifest["count"], manifest["next_id"]) == (16, "l2", "flat", 198, 200)
@@ -292,7 +292,7 @@ def test_save_replaces_existing_index(small: np.ndarray, tmp_path: Path) -> None
     replacement.save(tmp_path / "idx")
     loaded = VectorIndex.load(tmp_path / "idx")
     assert (len(loaded), loaded.metric, loaded.kind) == (7, "cosine", "hnsw")
-    assert sorted(os.listdir(tmp_path)) == ["idx"]  # no temporary or old directories left behind
+    assert sorted(os.listdir(tmp_path)) == [".idx.lock", "idx"]  # the writer lock; no temporary or old directories
     loaded.save(tmp_path / "idx")  # saving onto the directory it was loaded from
     assert len(VectorIndex.load(tmp_path / "idx")) == 7
 
@@ -304,7 +304,7 @@ def test_save_refuses_foreign_directory(small: np.ndarray, tmp_path: Path) -> No
     index = VectorIndex.build(small[:5])
     with pytest.raises(Exception) as excinfo:
         index.save(precious)
-    assert_index_error(excinfo, "not empty")
+    assert_index_error(excinfo, "is not a siamese index output (it holds 1 entry: thesis.txt)")
     assert (precious / "thesis.txt").read_text() == "do not delete"
     (tmp_path / "afile").write_text("x")
     with pytest.raises(Exception) as excinfo:

@@ -36,14 +36,14 @@ def test_reader_never_sees_a_half_written_index(tmp_path):
 
 def test_a_read_that_straddles_a_swap_is_repeated(tmp_path):
     target = tmp_path / "d"
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, "reconstructions") as tmp:
         (tmp / "v").write_text("1")
     calls = []
 
     def read():
         calls.append(1)
         if len(calls) == 1:  # another process replaces the directory while this read runs
-            with atomic_directory(target) as tmp:
+            with atomic_directory(target, "reconstructions") as tmp:
                 (tmp / "v").write_text("2")
             raise VectorIndexError("checksum mismatch")
         return (target / "v").read_text()

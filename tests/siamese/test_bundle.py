@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from index import VectorIndex
+from index import VectorIndex, VectorIndexError
 from siamese import SiameseError, export_bundle, load_bundle, load_model
 from siamese.cli import main
 
@@ -71,7 +71,7 @@ def test_tampered_or_incomplete_bundle_is_refused(workspace, tmp_path):
         load_bundle(out)
     with pytest.raises(SiameseError, match="not a siamese bundle"):
         load_bundle(workspace / "index")
-    with pytest.raises(SiameseError, match="not a bundle"):
+    with pytest.raises(VectorIndexError, match="not a siamese bundle output"):
         export_bundle(workspace / "tuned", workspace / "index", workspace / "images")
 
 

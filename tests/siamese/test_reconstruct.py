@@ -127,7 +127,7 @@ def test_samples_and_manifold(models, tmp_path, capsys):
     (["reconstruct", "{denoiser}", DIGITS, "--out", "{tmp}/r", "--noise", "blur:3"], "bad noise spec"),
     (["reconstruct", "{denoiser}", DIGITS, "--out", "{tmp}/file/r"], "is a file"),
     (["reconstruct", "{denoiser}", DIGITS, "--out", "{tmp}/file"], "is a file"),
-    (["reconstruct", "{denoiser}", DIGITS, "--out", "{tmp}/other"], "already holds other files"),
+    (["reconstruct", "{denoiser}", DIGITS, "--out", "{tmp}/other"], "not a siamese reconstructions output"),
 ])
 def test_user_errors_exit_2_with_one_line(models, args, match, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
