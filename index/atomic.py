@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import glob
 import hashlib
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -95,6 +97,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+
+
+def as_os_error(exc: BaseException, target: Path) -> OSError | None:
+    """The OSError behind a library's own exception for a failed write (faiss's RuntimeError
+    "write error ... (No space left on device)", SQLite's "database or disk is full", safetensors'
+    "Os { code: 28 ... }"), so callers report every disk-full or read-only failure the same way;
+    an OSError that names no file gets `target`'s name."""
+    if isinstance(exc, OSError):
+        return OSError(exc.errno, exc.strerror, str(target)) if exc.errno and not exc.filename else None
+    if not isinstance(exc, Exception):
+        return None
+    text = str(exc)
+    found = re.search(r"Os \{ code: (\d+)", text)
+    number = int(found.group(1)) if found else None
+    if number is None:
+        number = next((n for n in _ENVIRONMENT_ERRNOS if os.strerror(n) in text), None)
+    if number is None and "disk is full" in text:
+        number = errno.ENOSPC
+    if number is None and "readonly database" in text:
+        number = errno.EROFS
+    return OSError(number, os.strerror(number), str(target)) if number is not None else None
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -139,8 +165,11 @@ def atomic_directory(target: str | os.PathLike, kind: str, *, overwrite: bool = 
             else:
                 os.rename(tmp, target)
                 fsync_directory(parent)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            cause = as_os_error(exc, target)
+            if cause is not None:
+                raise cause from exc
             raise
 
 
@@ -167,9 +196,12 @@ def atomic_file(target: str | os.PathLike, mode: str = "wb", *, suffixes: tuple[
             os.fsync(fh.fileno())
         os.replace(tmp_name, target)
         fsync_directory(target.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        cause = as_os_error(exc, target)
+        if cause is not None:
+            raise cause from exc
         raise
 
 

@@ -114,18 +114,17 @@ def _write_vectors(index: VectorIndex, directory: Path) -> None:
         np.save(vpath, np.empty((0, dim), dtype=np.float32), allow_pickle=False)
         np.save(ipath, np.empty(0, dtype=np.int64), allow_pickle=False)
         return
-    vectors = np.lib.format.open_memmap(vpath, mode="w+", dtype=np.float32, shape=(count, dim))
-    ids = np.lib.format.open_memmap(ipath, mode="w+", dtype=np.int64, shape=(count,))
-    pos = 0
-    for chunk_ids, chunk in index.iter_vectors():
-        vectors[pos : pos + chunk_ids.size] = chunk
-        ids[pos : pos + chunk_ids.size] = chunk_ids
-        pos += chunk_ids.size
+    # plain writes, not a memory map: a full disk is then an OSError, not a SIGBUS on a mapped page
+    with open(vpath, "wb") as vectors, open(ipath, "wb") as ids:
+        np.lib.format.write_array_header_1_0(vectors, {"descr": "<f4", "fortran_order": False, "shape": (count, dim)})
+        np.lib.format.write_array_header_1_0(ids, {"descr": "<i8", "fortran_order": False, "shape": (count,)})
+        pos = 0
+        for chunk_ids, chunk in index.iter_vectors():
+            vectors.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
+            ids.write(np.ascontiguousarray(chunk_ids, dtype="<i8").tobytes())
+            pos += chunk_ids.size
     if pos != count:
         raise RuntimeError(f"wrote {pos} vectors for {count} items")
-    vectors.flush()
-    ids.flush()
-    del vectors, ids
 
 
 def load_once(cls: type[VectorIndex], directory: Path, untrusted: bool, chunk_size: int) -> VectorIndex:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -127,12 +128,19 @@ def reconstruct_to_dir(model, items, out_dir: str | os.PathLike, *, noise: str |
     return report
 
 
+MAX_STEM = 100  # characters of a key kept in its PNG's name (file systems allow 255 bytes)
+
+
 def _file_names(keys: list[str]) -> list[str]:
-    """Readable, unique PNG names from item keys ("0/3.png" -> "0_3.png"); row numbers prefix them on clashes."""
+    """Readable, unique PNG names from item keys ("0/3.png" -> "0_3.png"); row numbers prefix them on clashes.
+    Long keys are cut to MAX_STEM characters plus a hash of the whole key, so names stay valid and distinct."""
     stems = []
     for key in keys:
         stem = key.rsplit(".", 1)[0] if re.search(r"\.[A-Za-z]\w{0,4}$", key) else key
-        stems.append(re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "item")
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "item"
+        if len(stem) > MAX_STEM:
+            stem = f"{stem[:MAX_STEM]}-{hashlib.sha1(key.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+        stems.append(stem)
     if len(set(stems)) < len(stems):
         width = len(str(len(stems) - 1))
         stems = [f"{i:0{width}d}-{stem}" for i, stem in enumerate(stems)]
