@@ -40,6 +40,10 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
     group.add_argument("--skip", type=int, default=0, help="leave out the first N items (before --limit)")
     group.add_argument("--limit", type=int, help="use only N items (after --skip)")
+    from .source_limits import MAX_PIXELS
+
+    group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                       help=f"refuse images of more than N pixels before decoding them (default {MAX_PIXELS})")
 
 
 def add_output_dir_option(parser: argparse.ArgumentParser, metavar: str, kind: str, *, required: bool = True,
@@ -89,6 +93,7 @@ def data_kwargs(args: argparse.Namespace, model=None) -> dict:
         "root": args.root,
         "download": args.download,
         "limit": None if args.limit is None else args.skip + args.limit,
+        "max_pixels": args.max_pixels,
     }
     if model is not None:
         from .items import model_normalization

@@ -22,6 +22,7 @@ from siamese.item_set import ItemSet, check_unique_keys
 from siamese.labels import check_known_keys, read_labels_csv
 from siamese.normalization import Normalization
 from siamese.source_arrays import RowKeys
+from siamese.source_limits import MAX_PIXELS
 from siamese.sources import open_reader as _open_reader
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class _Plan:
 
 
 def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, normalization: Any, on_error: str,
-          root: str | Path | None, download: bool, split: str | None, limit: int | None) -> _Plan:
+          root: str | Path | None, download: bool, split: str | None, limit: int | None, max_pixels: int) -> _Plan:
     if on_error not in ("raise", "skip"):
         raise SiameseError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
     if channels not in (None, 1, 3):
@@ -124,10 +125,13 @@ def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, norma
         raise SiameseError(f"split={split!r}; expected 'train', 'test' or None (both)")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise SiameseError(f"limit={limit!r}; expected a positive int or None")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise SiameseError(f"max_pixels={max_pixels!r} (--max-pixels); expected a positive number of pixels")
     if isinstance(normalization, Mapping):
         normalization = Normalization.from_dict(normalization)
     size = _image_size(image_size)
-    reader = _open_reader(source, root, download, split)
+    reader = _open_reader(source, root, download, split, max_pixels=int(max_pixels),
+                          limit=None if limit is None else int(limit))
     _labels_override(reader, labels)
     if limit is not None:
         reader.limit(int(limit))
@@ -191,7 +195,7 @@ class ItemChunks(Iterator[ItemSet]):
 def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None,
                      image_size: int | tuple[int, int] | None = None, channels: int | None = None, normalization: Normalization | Mapping | None = None,
                      on_error: str = "raise", root: str | Path | None = None, download: bool = False,
-                     split: str | None = None, limit: int | None = None) -> ItemChunks:
+                     split: str | None = None, limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemChunks:
     """ItemSets of <= chunk_size items in source order; memory is bounded by the chunk (files decode per chunk,
     .npy is read by range). All chunks share one Normalization, inferred up front if not given.
     Arguments are validated (and the source opened) on the call, not on the first next()."""
@@ -201,7 +205,8 @@ def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None,
         items = _reuse(source, labels, image_size, channels, normalization, limit)
         parts = (items.subset(np.arange(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
         return ItemChunks(parts, len(items))
-    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit)
+    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit,
+                 max_pixels)
     return ItemChunks(_chunks(plan, int(chunk_size)), len(plan.reader.keys))
 
 
@@ -220,15 +225,17 @@ def _chunks(plan: _Plan, chunk_size: int) -> Iterator[ItemSet]:
 def load_items(source: Any, *, labels: Any = None, image_size: int | tuple[int, int] | None = None,
                channels: int | None = None, normalization: Normalization | Mapping | None = None,
                on_error: str = "raise", root: str | Path | None = None, download: bool = False,
-               split: str | None = None, limit: int | None = None) -> ItemSet:
+               split: str | None = None, limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemSet:
     """Load a whole source into one ItemSet (see module docs for the accepted sources).
 
     labels: LABELS.csv path, {key: label} mapping, or one label per item; overrides labels from the source.
     normalization: apply this one (e.g. a trained model's) instead of the source default / inferred min-max.
+    max_pixels: images whose header claims more pixels are refused before they are decoded.
     """
     if isinstance(source, ItemSet):
         return _reuse(source, labels, image_size, channels, normalization, limit)
-    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit)
+    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit,
+                 max_pixels)
     items = plan.chunk(0, len(plan.reader.keys))
     _log_skipped(plan.reader)
     if len(items) == 0:

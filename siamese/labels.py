@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from siamese.errors import SiameseError
+from siamese.source_limits import MAX_FIELD_CHARS
 from siamese.source_reader import reason
 
 
@@ -64,31 +65,44 @@ def check_known_keys(mapping: Mapping[str, Any], keys: Sequence[str], where: str
                            f"{keys[0]!r}); fix the keys in the labels file")
 
 
+def check_field(path: Path, line: int, cells: Sequence[str | None]) -> None:
+    """Refuse a cell longer than MAX_FIELD_CHARS: keys and labels name items, so one long field is a mistake
+    (or a hostile file), and its length would otherwise decide what a table or message costs."""
+    widest = max((len(c) for c in cells if c is not None), default=0)
+    if widest > MAX_FIELD_CHARS:
+        raise SiameseError(f"{path} line {line} has a field of {widest:,} characters, more than the limit of "
+                           f"{MAX_FIELD_CHARS}; shorten it (keys and labels name items)")
+
+
 def read_labels_csv(path: str | Path) -> dict[str, str]:
-    """LABELS.csv with header `key,label` -> {key: label}; rows with an empty label are left out (unlabelled)."""
+    """LABELS.csv with header `key,label` -> {key: label}; rows with an empty label are left out (unlabelled).
+    Read row by row: memory follows the labels kept, not the file's lines."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise SiameseError(f"labels file not found: {path}; pass a CSV with header key,label")
+    out: dict[str, str] = {}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            rows = csv.reader(f)
+            first = next(rows, [])
+            check_field(path, 1, first)
+            header = [h.strip().lower() for h in first]
+            if "key" not in header or "label" not in header:
+                raise SiameseError(f"labels file {path} has header {first[:4]}; expected `key,label`")
+            ki, li = header.index("key"), header.index("label")
+            for line, row in enumerate(rows, start=2):
+                if not any(c.strip() for c in row):
+                    continue
+                check_field(path, line, row)
+                if len(row) != len(header):
+                    raise SiameseError(f"labels file {path} line {line} has {len(row)} cells, expected {len(header)}")
+                key, label = row[ki].strip(), row[li].strip()
+                if not key:
+                    raise SiameseError(f"labels file {path} line {line} has an empty key; give every row a key")
+                if key in out:
+                    raise SiameseError(f"labels file {path} line {line} repeats key {key!r}; keep one row per key")
+                if label:
+                    out[key] = label
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SiameseError(f"cannot read labels file {path}: {reason(exc)}; use a UTF-8 CSV") from exc
-    header = [h.strip().lower() for h in rows[0]] if rows else []
-    if "key" not in header or "label" not in header:
-        raise SiameseError(f"labels file {path} has header {rows[0] if rows else []}; expected `key,label`")
-    ki, li = header.index("key"), header.index("label")
-    out: dict[str, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            raise SiameseError(f"labels file {path} line {line} has {len(row)} cells, expected {len(header)}")
-        key, label = row[ki].strip(), row[li].strip()
-        if not key:
-            raise SiameseError(f"labels file {path} line {line} has an empty key; give every row a key")
-        if key in out:
-            raise SiameseError(f"labels file {path} line {line} repeats key {key!r}; keep one row per key")
-        if label:
-            out[key] = label
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from .errors import SiameseError
+from .labels import check_field
+from .source_reader import reason
 
 LOG = logging.getLogger(__name__)
 
@@ -76,29 +79,47 @@ def make_pairs(a, b, label) -> Pairs:
 
 
 def read_pairs_csv(path: str | Path, keys: Sequence[str]) -> Pairs:
-    """PAIRS.csv with header `a,b,label` over item keys -> Pairs over item positions."""
+    """PAIRS.csv with header `a,b,label` over item keys -> Pairs over item positions. Read row by row into
+    int64 arrays, so memory follows the number of pairs, not the Python objects of every row."""
     path = Path(path)
     position = {key: i for i, key in enumerate(keys)}
+    a, b, labels = array("q"), array("q"), array("q")
+    unknown: list[str | None] = []
+    n_unknown, bad_label = 0, None
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
+            check_field(path, 1, reader.fieldnames or [])
             missing = {"a", "b", "label"} - set(reader.fieldnames or [])
             if missing:
                 raise SiameseError(f"{path} needs the header `a,b,label`; missing column(s): {', '.join(sorted(missing))}")
-            rows = list(reader)
+            for row in reader:
+                cells = (row["a"], row["b"], row["label"])
+                check_field(path, reader.line_num, cells)
+                ends = [position.get(cells[0], -1), position.get(cells[1], -1)]
+                for cell, at in zip(cells, ends):
+                    if at < 0:
+                        n_unknown += 1
+                        unknown += [cell] if len(unknown) < 3 else []
+                try:
+                    labels.append(int(cells[2]))  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    labels.append(0)
+                    bad_label = bad_label or reader.line_num
+                a.append(ends[0])
+                b.append(ends[1])
     except FileNotFoundError:
         raise SiameseError(f"pairs file {path} does not exist") from None
     except UnicodeDecodeError:
         raise SiameseError(f"{path} is not UTF-8 text; save the pairs file as UTF-8 CSV") from None
-    unknown = [r[c] for r in rows for c in ("a", "b") if r[c] not in position]
-    if unknown:
-        raise SiameseError(f"{path}: {len(unknown)} key(s) not among the items, e.g. {unknown[:3]}; "
+    except csv.Error as exc:
+        raise SiameseError(f"cannot read pairs file {path}: {reason(exc)}; use a CSV with header a,b,label") from exc
+    if n_unknown:
+        raise SiameseError(f"{path}: {n_unknown} key(s) not among the items, e.g. {unknown}; "
                            "pair keys must match the item keys of DATA")
-    try:
-        labels = [int(r["label"]) for r in rows]
-    except (TypeError, ValueError):
-        raise SiameseError(f"{path}: every label must be 0 or 1") from None
-    return make_pairs([position[r["a"]] for r in rows], [position[r["b"]] for r in rows], labels)
+    if bad_label:
+        raise SiameseError(f"{path}: every label must be 0 or 1 (line {bad_label} is not)")
+    return make_pairs(np.frombuffer(a, np.int64), np.frombuffer(b, np.int64), np.frombuffer(labels, np.int64))
 
 
 def write_pairs_csv(path: str | Path, pairs: Pairs, keys: Sequence[str]) -> None:

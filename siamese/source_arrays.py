@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+import os
+import struct
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from siamese.errors import SiameseError
 from siamese.labels import labels_to_strings
+from siamese.source_limits import MAX_FIELD_CHARS, MAX_INFLATED_BYTES
 from siamese.source_reader import Reader, reason
 
 log = logging.getLogger(__name__)
@@ -133,26 +140,97 @@ class ArrayReader(Reader):
             block = block.copy()
         return torch.from_numpy(block), np.arange(start, stop)
 
+def _npy_header(f: BinaryIO, what: str, available: int) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """dtype, shape and Fortran order from the .npy header at f's position, before anything is allocated:
+    refuses object arrays and a header that claims more bytes than the `available` ones after it."""
+    try:
+        version = np.lib.format.read_magic(f)
+        parse = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if parse is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran, dtype = parse(f)
+    except (OSError, ValueError, EOFError) as exc:
+        raise SiameseError(f"cannot read {what}: {reason(exc)}; save a numeric array with np.save") from exc
+    if dtype.hasobject:
+        raise SiameseError(f"{what} holds Python objects ({dtype}); save a numeric array (objects are never unpickled)")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > available - f.tell():
+        raise SiameseError(f"{what} claims shape {shape} of {dtype} ({claimed:,} bytes) but holds "
+                           f"{max(0, available - f.tell()):,} after its header; the file is truncated or damaged, "
+                           "save it again")
+    return dtype, tuple(shape), fortran
+
+
+def _mapped(path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...], fortran: bool) -> np.ndarray:
+    """A read-only map of an array stored at offset (nothing is read until rows are asked for)."""
+    if math.prod(shape) == 0 or not shape:
+        return np.zeros(shape, dtype)  # nothing to map (ArrayReader refuses empty data)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
 def npy_reader(path: Path) -> ArrayReader:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SiameseError(f"cannot read {path} as .npy: {reason(exc)}; save a numeric array with np.save") from exc
-    file = (path, int(arr.offset)) if isinstance(arr, np.memmap) else None
-    return ArrayReader(arr, f"npy file {path}", file=file)
+    """A .npy whose header is checked against the file size, then mapped and read by byte range."""
+    what = f"npy file {path}"
+    with open(path, "rb") as f:
+        dtype, shape, fortran = _npy_header(f, what, os.fstat(f.fileno()).st_size)
+        offset = f.tell()
+    arr = _mapped(path, offset, dtype, shape, fortran)
+    return ArrayReader(arr, what, file=(path, offset) if isinstance(arr, np.memmap) else None)
 
 
-def npz_reader(path: Path) -> ArrayReader:
-    """Arrays `x` (required), `y` (labels) and `keys` (optional)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files if name in ("x", "y", "keys")}
-            names = z.files
-    except (OSError, ValueError) as exc:
-        raise SiameseError(f"cannot read {path} as .npz: {reason(exc)}; save numeric arrays with np.savez") from exc
-    if "x" not in arrays:
-        raise SiameseError(f"{path} has no array 'x' (found {names}); save the data as np.savez(path, x=..., y=...)")
+def _read_exactly(f: BinaryIO, out: np.ndarray, what: str) -> np.ndarray:
+    """Fill out from the stream f in pieces (a compressed stream has no length to trust)."""
+    view, got = memoryview(out).cast("B"), 0
+    while got < len(view):
+        n = f.readinto(view[got:got + _CHUNK_BYTES])
+        if not n:
+            raise SiameseError(f"{what} ends early; the file is truncated or damaged, save it again")
+        got += n
+    return out
+
+
+def _inflated_cost(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Bytes reading a member costs: items become float32, keys and labels Python strings (counted as stored)."""
+    return math.prod(shape) * (max(4, dtype.itemsize) if name == "x" else dtype.itemsize)
+
+
+def npz_reader(path: Path, limit: int | None = None) -> ArrayReader:
+    """Arrays `x` (required), `y` (labels) and `keys` (optional). Members stored uncompressed (np.savez) are
+    mapped like a .npy; compressed ones (np.savez_compressed) are read whole only up to MAX_INFLATED_BYTES
+    (a zip bomb states its inflated size honestly), else only the first `limit` rows if a limit is given."""
     what = f"npz file {path}"
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise SiameseError(f"cannot read {path} as .npz: {reason(exc)}; save numeric arrays with np.savez") from exc
+    with archive:
+        members = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+        if "x" not in members:
+            raise SiameseError(f"{path} has no array 'x' (found {sorted(members)}); save the data as "
+                               "np.savez(path, x=..., y=...)")
+        layout = {}
+        for name in ("x", "y", "keys"):
+            if name in members:
+                with archive.open(members[name]) as f:
+                    dtype, shape, fortran = _npy_header(f, f"{what} (member {name})", members[name].file_size)
+                    layout[name] = (dtype, shape, fortran, f.tell())
+        rows = None  # read whole; else only the first `rows` rows of every member
+        for name, (dtype, shape, fortran, _) in layout.items():
+            info = members[name]
+            cost = _inflated_cost(name, dtype, shape)
+            if info.compress_type == zipfile.ZIP_STORED or cost <= MAX_INFLATED_BYTES:
+                continue
+            prefix = None if limit is None or fortran or not shape else min(limit, shape[0])
+            if prefix is None or _inflated_cost(name, dtype, (prefix, *shape[1:])) > MAX_INFLATED_BYTES:
+                raise SiameseError(f"{what}: member {name} inflates to {cost:,} bytes from {info.compress_size:,}, "
+                                   f"more than the {MAX_INFLATED_BYTES >> 20} MiB read whole from a compressed "
+                                   ".npz; convert it to .npy (np.save), which is read by byte range")
+            rows = prefix if rows is None else min(rows, prefix)
+        arrays = {name: _npz_member(path, archive, members[name], *layout[name], rows, what)
+                  for name in layout}
+    for name in ("y", "keys"):
+        if name in arrays:
+            _check_text(arrays[name], f"{path}: '{name}'")
     x = arrays["x"]
     n = len(x) if x.ndim else 0
     labels = labels_to_strings(arrays["y"], n, what) if "y" in arrays and n else None
@@ -165,11 +243,54 @@ def npz_reader(path: Path) -> ArrayReader:
     return ArrayReader(x, what, keys=keys, labels=labels)
 
 
+def _check_text(arr: np.ndarray, what: str) -> None:
+    """Keys and labels longer than MAX_FIELD_CHARS are refused, as in CSV files."""
+    if arr.dtype.kind in "US" and arr.dtype.itemsize // (4 if arr.dtype.kind == "U" else 1) > MAX_FIELD_CHARS:
+        longest = int(np.char.str_len(arr).max()) if arr.size else 0
+        if longest > MAX_FIELD_CHARS:
+            raise SiameseError(f"{what} has an entry of {longest:,} characters, more than the limit of "
+                               f"{MAX_FIELD_CHARS}; shorten the keys and labels")
+
+
+def _npz_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: np.dtype,
+                shape: tuple[int, ...], fortran: bool, header: int, rows: int | None, what: str) -> np.ndarray:
+    """One member: mapped when stored uncompressed (its bytes are in the file), else inflated (rows only)."""
+    if rows is not None and shape:
+        shape = (min(rows, shape[0]), *shape[1:])
+    if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 1:
+        with open(path, "rb") as raw:  # the data follows the member's local header
+            raw.seek(info.header_offset)
+            local = raw.read(30)
+            start = info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])) + header
+            size = os.fstat(raw.fileno()).st_size
+        if len(local) < 30 or start + math.prod(shape) * dtype.itemsize > size:
+            raise SiameseError(f"{what}: member {info.filename} runs past the end of the file; the file is "
+                               "truncated or damaged, save it again")
+        arr = _mapped(path, start, dtype, shape, fortran)
+        return arr if info.filename == "x.npy" else np.array(arr)
+    try:
+        with archive.open(info) as f:
+            f.seek(header)
+            out = _read_exactly(f, np.empty(shape, dtype, order="F" if fortran else "C"), what)
+    except (OSError, zipfile.BadZipFile, zlib.error, RuntimeError) as exc:
+        raise SiameseError(f"cannot read {path} as .npz: {reason(exc)}; save numeric arrays with np.savez") from exc
+    return out
+
+
 def csv_reader(path: Path) -> ArrayReader:
-    """Header row; numeric columns are features, optional `label` and `key` columns."""
+    """Header row; numeric columns are features, optional `label` and `key` columns. Cells are kept as Python
+    strings, never in a fixed-width array sized by the longest one, and longer than MAX_FIELD_CHARS is refused."""
+    rows: list[tuple[int, list[str]]] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(i, row) for i, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
+            for i, row in enumerate(csv.reader(f), start=1):
+                if not any(c.strip() for c in row):
+                    continue
+                widest = max(map(len, row))
+                if widest > MAX_FIELD_CHARS:
+                    raise SiameseError(f"{path} line {i} has a cell of {widest:,} characters, more than the limit "
+                                       f"of {MAX_FIELD_CHARS}; shorten it (keys and labels name items)")
+                rows.append((i, row))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SiameseError(f"cannot read {path} as CSV: {reason(exc)}; use a UTF-8 CSV with a header row") from exc
     if len(rows) < 2:
@@ -187,24 +308,23 @@ def csv_reader(path: Path) -> ArrayReader:
         at = int(np.argmax(lengths != len(header))) + 1
         raise SiameseError(f"{path} line {rows[at][0]} has {len(rows[at][1])} cells but the header has "
                            f"{len(header)} columns; every row needs one cell per column")
-    table = np.array([r for _, r in rows[1:]], dtype=str)
+    body = [r for _, r in rows[1:]]
     try:
-        x = table[:, feats].astype(np.float64)
+        x = np.array([[r[j] for j in feats] for r in body], dtype=np.float64)
     except ValueError:
-        for r, row in enumerate(table[:, feats].tolist()):
-            for j, cell in zip(feats, row):
+        for r, row in enumerate(body):
+            for j in feats:
                 try:
-                    float(cell)
+                    float(row[j])
                 except ValueError:
                     raise SiameseError(f"{path} line {rows[r + 1][0]} (row {r}), column {header[j]!r}: "
-                                       f"{cell!r} is not a number; fix the cell or drop the column") from None
+                                       f"{row[j]!r} is not a number; fix the cell or drop the column") from None
         raise
     what = f"csv file {path}"
-    labels = labels_to_strings(table[:, special["label"]].tolist(), len(x), what) if "label" in special else None
+    labels = labels_to_strings([r[special["label"]] for r in body], len(x), what) if "label" in special else None
     keys = None
     if "key" in special:
-        keys = np.char.strip(table[:, special["key"]]).tolist()
+        keys = [r[special["key"]].strip() for r in body]
         if "" in keys:
             raise SiameseError(f"{path} line {rows[keys.index('') + 1][0]} has an empty key; give every row a key")
     return ArrayReader(x, what, keys=keys, labels=labels)
-

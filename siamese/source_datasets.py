@@ -7,6 +7,10 @@ and the fixed value range of its pixels.
 from __future__ import annotations
 
 import gzip
+import math
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,7 @@ import torch
 
 from siamese.errors import SiameseError
 from siamese.source_arrays import ArrayReader
+from siamese.source_limits import MAX_INFLATED_BYTES
 from siamese.source_reader import reason
 
 DEFAULT_DATA_ROOT = Path("~/.cache/siamese/datasets")
@@ -32,23 +37,39 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parse an IDX file (plain or .gz) as uint8: 2051 = images (n, rows, cols), 2049 = labels (n,)."""
-    try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise SiameseError(f"cannot read {path}: {reason(exc)}; re-download or re-extract it") from exc
+    """Parse an IDX file (plain or .gz) as uint8: 2051 = images (n, rows, cols), 2049 = labels (n,).
+    The header's dimensions are checked against the file size (a .gz: against MAX_INFLATED_BYTES, counted
+    as float32) before the data is allocated."""
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    got = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
-    if got != magic:
-        raise SiameseError(f"{path} is not an IDX {'image' if ndim == 3 else 'label'} file: "
-                           f"magic number {got}, expected {magic}; check the file")
-    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(np.int64) if len(raw) >= header else None
-    expected = header if dims is None else header + int(np.prod(dims))
-    if len(raw) != expected or dims is None:
-        raise SiameseError(f"{path} is truncated or corrupt: expected {expected} bytes from its header, "
-                           f"found {len(raw)}; re-download it")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(tuple(dims))
+    gz = path.suffix == ".gz"
+    try:
+        with gzip.open(path) if gz else open(path, "rb") as f:
+            head = f.read(header)
+            got = int.from_bytes(head[:4], "big") if len(head) >= 4 else None
+            if got != magic:
+                raise SiameseError(f"{path} is not an IDX {'image' if ndim == 3 else 'label'} file: "
+                                   f"magic number {got}, expected {magic}; check the file")
+            dims = struct.unpack(f">{ndim}I", head[4:]) if len(head) == header else None
+            expected = header if dims is None else header + math.prod(dims)
+            if gz and (expected - header) * 4 > MAX_INFLATED_BYTES:
+                raise SiameseError(f"{path} claims {expected - header:,} values once decompressed, more than the "
+                                   f"{MAX_INFLATED_BYTES >> 20} MiB (as float32) read from a .gz; decompress it "
+                                   "(gunzip): plain IDX files are read as they are")
+            size = None if gz else os.fstat(f.fileno()).st_size
+            if dims is None or (size is not None and size != expected):
+                raise SiameseError(f"{path} is truncated or corrupt: expected {expected:,} bytes from its header, "
+                                   f"found {size if size is not None else len(head):,}; re-download it")
+            out = np.empty(expected - header, np.uint8)
+            view, filled = memoryview(out), 0
+            while filled < len(out) and (n := f.readinto(view[filled:filled + (16 << 20)])):
+                filled += n
+            if filled != len(out) or (gz and f.read(1)):
+                raise SiameseError(f"{path} is truncated or corrupt: expected {expected:,} bytes from its header, "
+                                   f"found {'more' if filled == len(out) else f'{header + filled:,}'}; re-download it")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SiameseError(f"cannot read {path}: {reason(exc)}; re-download or re-extract it") from exc
+    return out.reshape(dims)
 
 
 def mnist_idx_reader(folder: Path, split: str | None) -> ArrayReader:

@@ -12,18 +12,22 @@ from torchvision.transforms.v2 import functional as TF
 
 from siamese.errors import SiameseError
 from siamese.image_decode import IMAGE_EXTENSIONS, decode_image_file, peek_image, quiet_torchvision
+from siamese.source_limits import MAX_PIXELS
 from siamese.source_reader import Reader, reason
 
 log = logging.getLogger(__name__)
 
 
 class ImageFilesReader(Reader):
-    """Image files decoded with torchvision chunk by chunk; every item becomes (C, H, W)."""
+    """Image files decoded with torchvision chunk by chunk; every item becomes (C, H, W).
+    max_pixels bounds each image, checked against its header before it is decoded."""
 
     fixed_norm = (0.0, 255.0)
 
-    def __init__(self, paths: list[Path], keys: list[str], labels: list[str | None] | None, description: str) -> None:
+    def __init__(self, paths: list[Path], keys: list[str], labels: list[str | None] | None, description: str,
+                 max_pixels: int = MAX_PIXELS) -> None:
         self.paths, self.keys, self.labels, self.description = paths, keys, labels, description
+        self.max_pixels = max_pixels
         self.channels, self.size, self.on_error, self.skipped = 3, (0, 0), "raise", []
 
     def limit(self, n: int) -> None:
@@ -32,8 +36,10 @@ class ImageFilesReader(Reader):
 
     def _bad(self, i: int, exc: BaseException) -> None:
         if self.on_error == "raise":
+            if isinstance(exc, SiameseError):  # our own refusal names the file and what to do
+                raise exc
             raise SiameseError(f"cannot read image {self.paths[i]}: {reason(exc)}; fix or delete it, "
-                               "or pass on_error='skip' to skip unreadable images") from exc
+                               "or pass --on-error skip (on_error='skip') to skip unreadable images") from exc
         log.debug("skipping unreadable image %s: %s", self.paths[i], reason(exc))
         self.skipped.append((self.keys[i], reason(exc)))
 
@@ -44,7 +50,7 @@ class ImageFilesReader(Reader):
             grays, sizes, keep = [], {}, []
             for i, path in enumerate(self.paths):
                 try:
-                    gray, size = peek_image(path)
+                    gray, size = peek_image(path, self.max_pixels)
                 except Exception as exc:  # any decoder failure means an unusable file
                     self._bad(i, exc)
                     continue
@@ -76,7 +82,7 @@ class ImageFilesReader(Reader):
         with quiet_torchvision():
             for i in range(start, stop):
                 try:
-                    img = decode_image_file(self.paths[i], self.channels)
+                    img = decode_image_file(self.paths[i], self.channels, self.max_pixels)
                 except Exception as exc:  # corrupt/truncated/unsupported content
                     self._bad(i, exc)
                     continue
@@ -87,7 +93,7 @@ class ImageFilesReader(Reader):
         return out[: len(kept)], np.asarray(kept, dtype=np.int64)
 
 
-def image_folder_reader(root: Path) -> ImageFilesReader:
+def image_folder_reader(root: Path, max_pixels: int = MAX_PIXELS) -> ImageFilesReader:
     """Recursive, sorted; key = posix path relative to root; first-level folder names are labels (ImageFolder style)."""
     found = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
              and not any(part.startswith(".") for part in p.relative_to(root).parts) and p.is_file()]
@@ -100,10 +106,10 @@ def image_folder_reader(root: Path) -> ImageFilesReader:
     labels = None
     if all(len(t) == 2 for t in tops) and len({t[0] for t in tops}) >= 2:
         labels = [t[0] for t in tops]
-    return ImageFilesReader([p for _, p in keyed], keys, labels, f"image folder {root}")
+    return ImageFilesReader([p for _, p in keyed], keys, labels, f"image folder {root}", max_pixels)
 
 
-def image_files_reader(paths: Sequence[str | Path]) -> ImageFilesReader:
+def image_files_reader(paths: Sequence[str | Path], max_pixels: int = MAX_PIXELS) -> ImageFilesReader:
     """Explicit image files (e.g. queries); key = the path as given, posix separators."""
     out = [Path(p) for p in paths]
     if not out:
@@ -114,4 +120,4 @@ def image_files_reader(paths: Sequence[str | Path]) -> ImageFilesReader:
         if p.suffix.lower() not in IMAGE_EXTENSIONS:
             raise SiameseError(f"unsupported image type {p.suffix!r} for {p}; use one of {', '.join(IMAGE_EXTENSIONS)}")
     what = f"image file {out[0]}" if len(out) == 1 else f"{len(out)} image files ({out[0]}, ...)"
-    return ImageFilesReader(out, [p.as_posix() for p in out], None, what)
+    return ImageFilesReader(out, [p.as_posix() for p in out], None, what, max_pixels)

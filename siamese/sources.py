@@ -21,6 +21,7 @@ from siamese.source_arrays import ArrayReader, csv_reader, npy_reader, npz_reade
 from siamese.source_datasets import (DEFAULT_DATA_ROOT, TORCHVISION_DATASETS, digits_reader, mnist_idx_reader,
                                      read_idx, torchvision_reader)
 from siamese.source_images import ImageFilesReader, image_files_reader, image_folder_reader
+from siamese.source_limits import MAX_PIXELS
 from siamese.source_reader import Reader, reason
 
 __all__ = ["classify", "open_reader", "Reader", "ArrayReader", "ImageFilesReader", "reason", "label_str",
@@ -69,8 +70,11 @@ def classify(source: Any) -> tuple[str, Any]:
                        ".npy, .npz or .csv")
 
 
-def open_reader(source: Any, root: str | Path | None, download: bool, split: str | None) -> Reader:
-    """The Reader for a non-ItemSet source; split applies to mnist-idx:DIR and torchvision:NAME only."""
+def open_reader(source: Any, root: str | Path | None, download: bool, split: str | None, *,
+                max_pixels: int = MAX_PIXELS, limit: int | None = None) -> Reader:
+    """The Reader for a non-ItemSet source; split applies to mnist-idx:DIR and torchvision:NAME only.
+    max_pixels bounds each image; limit (the items that will be used) lets a compressed .npz too large to
+    inflate whole be read up to it."""
     kind, detail = classify(source)
     if split is not None and kind not in ("mnist-idx", "torchvision"):
         raise SiameseError(f"split={split!r} only applies to mnist-idx:DIR and torchvision:NAME sources, not {kind}")
@@ -82,11 +86,15 @@ def open_reader(source: Any, root: str | Path | None, download: bool, split: str
                                "give every item the same shape") from exc
         return ArrayReader(arr, f"in-memory array of shape {arr.shape}")
     if kind in ("files", "image"):
-        return image_files_reader(detail if kind == "files" else [detail])
+        return image_files_reader(detail if kind == "files" else [detail], max_pixels)
     if kind == "mnist-idx":
         return mnist_idx_reader(Path(detail).expanduser(), split)
     if kind == "torchvision":
         return torchvision_reader(detail, root, download, split)
     if kind == "sklearn":
         return digits_reader()
-    return {"folder": image_folder_reader, "npy": npy_reader, "npz": npz_reader, "csv": csv_reader}[kind](detail)
+    if kind == "folder":
+        return image_folder_reader(detail, max_pixels)
+    if kind == "npz":
+        return npz_reader(detail, limit)
+    return {"npy": npy_reader, "csv": csv_reader}[kind](detail)
