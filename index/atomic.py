@@ -118,7 +118,17 @@ def as_os_error(exc: BaseException, target: Path) -> OSError | None:
         number = errno.ENOSPC
     if number is None and "readonly database" in text:
         number = errno.EROFS
+    if number is None and "disk I/O error" in text:  # SQLite's word for a failed write, a full disk included
+        number = errno.ENOSPC if _out_of_space(target) else errno.EIO
     return OSError(number, os.strerror(number), str(target)) if number is not None else None
+
+
+def _out_of_space(target: Path) -> bool:
+    try:
+        stat = os.statvfs(target.absolute().parent)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 64 * 1024
 
 
 def _fsync_tree(root: Path) -> None:
@@ -166,8 +176,8 @@ def atomic_directory(target: str | os.PathLike, kind: str, *, overwrite: bool = 
                 os.rename(tmp, target)
                 fsync_directory(parent)
         except BaseException as exc:
+            cause = as_os_error(exc, target)  # before the cleanup frees the space it ran out of
             shutil.rmtree(tmp, ignore_errors=True)
-            cause = as_os_error(exc, target)
             if cause is not None:
                 raise cause from exc
             raise
@@ -197,9 +207,9 @@ def atomic_file(target: str | os.PathLike, mode: str = "wb", *, suffixes: tuple[
         os.replace(tmp_name, target)
         fsync_directory(target.parent)
     except BaseException as exc:
+        cause = as_os_error(exc, target)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        cause = as_os_error(exc, target)
         if cause is not None:
             raise cause from exc
         raise
