@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from typing import Iterator
+
+import faiss
+
 from ._flat_search import flat_search  # noqa: F401  (re-exported: searching.py imports it from here)
+
+_reads = threading.Lock()  # faiss's limit is one global setting
+
+
+@contextlib.contextmanager
+def bounded_faiss_reads(file_bytes: int) -> Iterator[None]:
+    """While faiss parses a file of `file_bytes`, refuse any array it declares larger than the file.
+
+    faiss allocates each serialized array at the size its header claims before reading it (up to
+    1 TB by default), so a 72 KB file claiming 2^29 codes took 2 GB before failing; no honest array
+    is larger than the file that holds it.
+    """
+    with _reads:
+        before = faiss.get_deserialization_vector_byte_limit()
+        faiss.set_deserialization_vector_byte_limit(int(file_bytes) + 64)  # faiss compares with "<" per element
+        try:
+            yield
+        finally:
+            faiss.set_deserialization_vector_byte_limit(before)
 
 
 def faiss_call(faiss_index, name: str, *args, **kwargs):

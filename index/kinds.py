@@ -56,6 +56,15 @@ PQ_TRAIN_POINTS_PER_CENTROID = 32  # PQ code-book k-means subsample (speed; reca
 PQ_TRAIN_ITER = 15
 
 
+def largest_honest_array(file_bytes: int, params: "IndexParams", dim: int) -> int:
+    """Bytes of the largest array faiss may allocate while parsing a file of `file_bytes` of this
+    structure: the file itself, or for IVF-PQ the residual table it precomputes (nlist x pq_m x 256
+    floats), admitted only when the file really holds the nlist centroids that table is sized by."""
+    if params.kind == "ivfpq" and params.nlist and params.pq_m and params.nlist * dim * 4 <= file_bytes:
+        return max(file_bytes, params.nlist * params.pq_m * 256 * 4)
+    return file_bytes
+
+
 @dataclass(frozen=True)
 class IndexParams:
     """Resolved structure of an index (recorded in manifest.json as `params`)."""

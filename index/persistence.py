@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import platform
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,12 @@ from . import kinds as _kinds
 from . import mutation as _mutation
 from . import storage as _storage
 from ._checks import check_positive_int, iter_row_chunks, to_float32, to_json
-from ._faiss import faiss_call
+from ._faiss import bounded_faiss_reads, faiss_call
 from .atomic import atomic_directory
 from .locking import write_lock
 from .outputs import check_output_directory
 from .errors import VectorIndexError
-from .kinds import IVF_KINDS, IndexParams
+from .kinds import IVF_KINDS, IndexParams, largest_honest_array
 from .metadata import MetadataStore
 from .metrics import METRICS, Metric
 
@@ -247,11 +248,17 @@ def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, 
     data = _storage.verified_bytes(directory, name, manifest)
     on_disk = _storage.IVFDATA_FILE in manifest["files"]  # lists live in lists.ivfdata: map them below
     try:
-        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8), faiss.IO_FLAG_SKIP_IVF_DATA if on_disk else 0)
+        with bounded_faiss_reads(largest_honest_array(len(data), params, manifest["dim"])):
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8),
+                                            faiss.IO_FLAG_SKIP_IVF_DATA if on_disk else 0)
     except (RuntimeError, MemoryError, ValueError) as exc:
+        if "deserialization" in str(exc) and "limit" in str(exc):
+            reason = "it declares an array larger than the file itself"
+        else:
+            found = re.search(r"Error: (.*)", str(exc))
+            reason = f"faiss: {(found.group(1) if found else str(exc)).splitlines()[0][:160]}"
         raise VectorIndexError(
-            f"{name} could not be parsed by faiss ({str(exc).splitlines()[0][:120]}); "
-            f"restore the index from a good copy"
+            f"{name} could not be parsed ({reason}); restore the index from a good copy"
         ) from None
     problem = _kinds.structure_problem(index, params, manifest["dim"], metric.faiss_metric)
     if problem:

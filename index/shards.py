@@ -29,10 +29,11 @@ import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 
 from . import storage as _storage
+from ._faiss import bounded_faiss_reads
 from .atomic import atomic_directory
 from .outputs import check_output_directory
 from .errors import VectorIndexError
-from .kinds import IVF_KINDS
+from .kinds import IVF_KINDS, IndexParams, largest_honest_array
 from .metadata import SCHEMA
 from .vector_index import VectorIndex
 
@@ -135,9 +136,11 @@ def _shard_manifests(shards: Sequence[str | Path]) -> list[tuple[Path, dict[str,
     return found
 
 
-def _empty_trained(faiss_file: Path) -> faiss.Index:
+def _empty_trained(faiss_file: Path, manifest: dict[str, Any]) -> faiss.Index:
     """The shards' trained index with no vectors, read without loading any inverted list."""
-    index = faiss.read_index(str(faiss_file), faiss.IO_FLAG_MMAP)
+    params = IndexParams.from_json(manifest["params"])
+    with bounded_faiss_reads(largest_honest_array(faiss_file.stat().st_size, params, manifest["dim"])):
+        index = faiss.read_index(str(faiss_file), faiss.IO_FLAG_MMAP)
     ivf = faiss.extract_index_ivf(index)
     ivf.set_direct_map_type(faiss.DirectMap.NoMap)
     lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
@@ -184,11 +187,14 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
     first = found[0][1]
     out = Path(out)
     check_output_directory(out, "index", overwrite=overwrite)
-    index = _empty_trained(found[0][0] / _storage.FAISS_FILE)
+    index = _empty_trained(found[0][0] / _storage.FAISS_FILE, first)
     index.nprobe = first["params"].get("nprobe") or index.nprobe
     with atomic_directory(out, "index", overwrite=overwrite) as tmp:
         logger.info("merging %d shards into %s", len(found), out)
-        merge_ondisk(index, [str(path / _storage.FAISS_FILE) for path, _ in found], str(tmp / _storage.IVFDATA_FILE))
+        files = [path / _storage.FAISS_FILE for path, _ in found]
+        params = IndexParams.from_json(first["params"])
+        with bounded_faiss_reads(max(largest_honest_array(f.stat().st_size, params, first["dim"]) for f in files)):
+            merge_ondisk(index, [str(f) for f in files], str(tmp / _storage.IVFDATA_FILE))
         count = sum(m["count"] for _, m in found)
         if index.ntotal != count:
             raise VectorIndexError(f"the shards' faiss files hold {index.ntotal} vectors but their manifests say "
