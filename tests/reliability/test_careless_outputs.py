@@ -146,3 +146,13 @@ def test_unwritable_out_is_refused_before_training(workspace, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "is a file" in err and err.count("\n") == 1
 
+
+
+def test_demo_refuses_a_folder_that_is_not_an_earlier_demo(tmp_path, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "report.md").write_text("my own report")
+    code = main(["demo", "--out", str(victim), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "not a siamese demo output" in err and err.count("\n") == 1
+    assert (victim / "report.md").read_text() == "my own report"
