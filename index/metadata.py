@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import safe_json
 from ._checks import duplicates, preview
 from .errors import VectorIndexError
 
@@ -30,9 +31,32 @@ logger = logging.getLogger(__name__)
 SCHEMA = (
     "CREATE TABLE items (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, label TEXT NULL, attrs TEXT NULL)"
 )
-_COLUMNS = [("id", "INTEGER"), ("key", "TEXT"), ("label", "TEXT"), ("attrs", "TEXT")]
 _SQL_BATCH = 500  # ids per `IN (...)` query, well below SQLite's variable limit
 _SQL_READ_BATCH = 65536  # rows per fetch when loading the cached arrays
+
+MAX_TEXT_BYTES = 4096  # longest key or label, in UTF-8 bytes (keys are often file paths: Linux's PATH_MAX)
+MAX_ATTRS_BYTES = 1 << 20  # longest attrs JSON text of one item
+_RESTORE = "restore the index from a good copy"
+
+# What `save` writes, as `SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name`
+# returns it: the table and the automatic index of its UNIQUE key, nothing else.
+_SAVED_SCHEMA = [("index", "sqlite_autoindex_items_1", "items", None), ("table", "items", "items", SCHEMA)]
+# A row `load` copies: typed as SCHEMA says (SQLite itself stores any type in any column) and bounded.
+_VALID_ROW = (
+    "typeof(id) = 'integer' AND id >= 0"
+    " AND typeof(key) = 'text' AND length(CAST(key AS BLOB)) BETWEEN 1 AND :max_text"
+    " AND (label IS NULL OR (typeof(label) = 'text' AND length(CAST(label AS BLOB)) <= :max_text))"
+    " AND (attrs IS NULL OR (typeof(attrs) = 'text' AND length(CAST(attrs AS BLOB)) <= :max_attrs"
+    " AND CASE WHEN json_valid(attrs) THEN json_type(attrs) = 'object' ELSE 0 END))"
+)
+_ROW_BOUNDS = {"max_text": MAX_TEXT_BYTES, "max_attrs": MAX_ATTRS_BYTES}
+# Work allowed to load a file: an honest one needs 1 to 1.3 SQLite VM steps per byte (measured on
+# 1M-row files: ids-as-keys without labels, custom keys, labels and attrs); a view, trigger or
+# damaged b-tree that loops is stopped well after that, so a hostile file costs time in proportion
+# to its size.
+_LOAD_STEPS_PER_BYTE = 20
+_LOAD_STEPS_FIXED = 1_000_000
+_PROGRESS_INTERVAL = 10_000  # VM steps between two checks of the budget
 
 
 def _row_key_ids(keys: Sequence[str]) -> np.ndarray:
@@ -101,8 +125,99 @@ class _KeyIndex:
 
 def _scratch_database() -> sqlite3.Connection:
     """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
-    beyond it to a scratch file that is deleted on close (or by the OS if the process dies)."""
-    return sqlite3.connect("", check_same_thread=False)
+    beyond it to a scratch file that is deleted on close (or by the OS if the process dies).
+    URI file names are enabled so that `load` can attach a saved file read-only."""
+    return sqlite3.connect("", check_same_thread=False, uri=True)
+
+
+class _WorkBudget:
+    """Aborts the statements of `conn` (sqlite3.OperationalError "interrupted") once about `steps`
+    SQLite VM instructions have run in total: a hostile database cannot keep a load busy."""
+
+    def __init__(self, conn: sqlite3.Connection, steps: int) -> None:
+        self._conn = conn
+        self._ticks_left = steps // _PROGRESS_INTERVAL + 1
+        self.exceeded = False
+        conn.set_progress_handler(self._tick, _PROGRESS_INTERVAL)
+
+    def _tick(self) -> int:
+        self._ticks_left -= 1
+        self.exceeded = self._ticks_left < 0
+        return int(self.exceeded)
+
+    def stop(self) -> None:
+        self._conn.set_progress_handler(None, 0)
+
+
+def _check_saved_schema(conn: sqlite3.Connection) -> None:
+    """The attached `src` database holds exactly what `save` writes (sqlite3.DatabaseError if not)."""
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM src.sqlite_master ORDER BY type, name").fetchall()
+    if rows == _SAVED_SCHEMA:
+        return
+    table = [sql for kind, name, _, sql in rows if (kind, name) == ("table", "items")]
+    if not table:
+        raise sqlite3.DatabaseError("it has no table items")
+    if table != [SCHEMA]:
+        raise sqlite3.DatabaseError("its table items has other columns or constraints than saved indexes have")
+    extra = [f"{kind} {str(name)[:40]!r}" for kind, name, table_name, sql in rows if (kind, name, table_name, sql)
+             not in _SAVED_SCHEMA]
+    if not extra:
+        raise sqlite3.DatabaseError("its unique index on keys is missing")
+    more = ", ..." if len(extra) > 5 else ""
+    raise sqlite3.DatabaseError(f"it holds {', '.join(extra[:5])}{more}, which saved indexes never have")
+
+
+def _first_bad_row(conn: sqlite3.Connection) -> str:
+    """Why the first row of `src.items` that fails _VALID_ROW was refused."""
+    row = conn.execute(
+        "SELECT id, typeof(id), typeof(key), length(CAST(key AS BLOB)), typeof(label), length(CAST(label AS BLOB)), "
+        "typeof(attrs), length(CAST(attrs AS BLOB)), CASE WHEN typeof(attrs) = 'text' AND json_valid(attrs) "
+        f"THEN json_type(attrs) END FROM src.items WHERE ({_VALID_ROW}) IS NOT 1 LIMIT 1", _ROW_BOUNDS).fetchone()
+    if row is None:
+        return "rows changed while they were read"
+    row_id, id_type, key_type, key_bytes, label_type, label_bytes, attrs_type, attrs_bytes, attrs_json = row
+    if id_type != "integer" or row_id < 0:
+        return f"an id is {row_id if id_type == 'integer' else id_type}, not an integer >= 0"
+    where = f"item {row_id}"
+    if key_type != "text":
+        return f"{where} has a {key_type} key, not text"
+    if not 1 <= key_bytes <= MAX_TEXT_BYTES:
+        return f"{where} has a key of {key_bytes} bytes, not 1 to {MAX_TEXT_BYTES}"
+    if label_type not in ("null", "text"):
+        return f"{where} has a {label_type} label, not text or NULL"
+    if label_type == "text" and label_bytes > MAX_TEXT_BYTES:
+        return f"{where} has a label of {label_bytes} bytes, more than {MAX_TEXT_BYTES}"
+    if attrs_type not in ("null", "text"):
+        return f"{where} has {attrs_type} attrs, not JSON text or NULL"
+    if attrs_type == "text" and attrs_bytes > MAX_ATTRS_BYTES:
+        return f"{where} has attrs of {attrs_bytes} bytes, more than {MAX_ATTRS_BYTES}"
+    return f"{where} has attrs that are {'a JSON ' + attrs_json if attrs_json else 'not JSON'}, not a JSON object"
+
+
+def _over(text: str, limit: int) -> bool:
+    """len(text encoded as UTF-8) > limit, without encoding short strings."""
+    return len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def _clip(text: str, length: int = 24) -> str:
+    return text if len(text) <= length else text[:length] + "..."
+
+
+def _check_new_values(labels: Sequence[str | None], attrs: Sequence[str | None]) -> None:
+    """Refuse labels and attrs (JSON text) that `load` would refuse, before anything is written."""
+    long_labels = [_clip(v) for v in labels if v is not None and _over(v, MAX_TEXT_BYTES)]
+    if long_labels:
+        raise VectorIndexError(
+            f"labels has {len(long_labels)} label(s) longer than {MAX_TEXT_BYTES} bytes (UTF-8) "
+            f"{preview(long_labels)}; shorten them"
+        )
+    for i, text in enumerate(attrs):
+        if text is not None:
+            if _over(text, MAX_ATTRS_BYTES):
+                raise VectorIndexError(
+                    f"attrs[{i}] is longer than {MAX_ATTRS_BYTES} bytes as JSON; store less per item"
+                )
+            safe_json.check_depth(text, f"attrs[{i}]", "store a flatter dict")
 
 
 class MetadataStore:
@@ -117,18 +232,25 @@ class MetadataStore:
         self._conn = conn
         n = int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
         custom_keys = conn.execute("SELECT EXISTS (SELECT 1 FROM items WHERE key <> CAST(id AS TEXT))").fetchone()[0]
-        columns = "id, label, key" if custom_keys else "id, label"
         self._ids = np.empty(n, dtype=np.int64)
         self._labels = np.empty(n, dtype=object)
         self._keys: np.ndarray | None = np.empty(n, dtype=object) if custom_keys else None
-        cursor, start = conn.execute(f"SELECT {columns} FROM items ORDER BY id"), 0
-        while rows := cursor.fetchmany(_SQL_READ_BATCH):  # in batches: no million-tuple list at once
-            stop = start + len(rows)
-            columns_of_rows = list(zip(*rows))
-            self._ids[start:stop] = columns_of_rows[0]
-            self._labels[start:stop] = columns_of_rows[1]
+        # Batches of rows after the last id read, each column as one JSON array (parsed in C: twice
+        # as fast as a tuple per row, and no million-tuple list at once).
+        columns = "json_group_array(label)" + (", json_group_array(key)" if custom_keys else "")
+        query = (f"SELECT max(id), json_group_array(id), {columns} FROM "
+                 f"(SELECT id, label, key FROM items WHERE id > ? ORDER BY id LIMIT {_SQL_READ_BATCH})")
+        start, last = 0, -1
+        while start < n:
+            last, *arrays = conn.execute(query, (last,)).fetchone()
+            ids, labels, *keys = map(json.loads, arrays)
+            if not ids:
+                raise sqlite3.DatabaseError(f"{n} rows were counted but {start} read")
+            stop = start + len(ids)
+            self._ids[start:stop] = ids
+            self._labels[start:stop] = labels
             if self._keys is not None:
-                self._keys[start:stop] = columns_of_rows[2]
+                self._keys[start:stop] = keys[0]
             start = stop
         self._key_index: _KeyIndex | None = None
 
@@ -144,28 +266,44 @@ class MetadataStore:
 
     @classmethod
     def load(cls, path: str | Path, display_name: str = "meta.sqlite") -> "MetadataStore":
-        """Copy a saved store into memory (the file is opened read-only and immutable, so loading
-        never writes -wal/-shm files next to it). Raises VectorIndexError naming the file."""
+        """Copy a saved store's rows into a fresh private database made from SCHEMA.
+
+        The file is untrusted even when its checksum matches: it is attached read-only and
+        immutable (no -wal/-shm files are written next to it), its schema must be exactly the one
+        `save` writes (so no view, trigger, index or table of its own ever runs or is carried into
+        the next save), every row is type- and size-checked while it is copied, the fresh schema
+        enforces unique keys, and the work is capped in proportion to the file's size (a query
+        that would run longer is aborted). Raises VectorIndexError naming the file."""
         path = Path(path)
-        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
         conn = _scratch_database()
+        budget: _WorkBudget | None = None
         try:
-            src = sqlite3.connect(uri, uri=True)
-            try:
-                src.backup(conn)
-            finally:
-                src.close()
-            check = conn.execute("PRAGMA quick_check").fetchone()
-            if not check or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-            columns = [(r[1], r[2].upper()) for r in conn.execute("PRAGMA table_info(items)").fetchall()]
-            if columns != _COLUMNS:
-                raise sqlite3.DatabaseError(f"table items has columns {columns}, expected {_COLUMNS}")
+            budget = _WorkBudget(conn, _LOAD_STEPS_FIXED + _LOAD_STEPS_PER_BYTE * path.stat().st_size)
+            conn.execute(SCHEMA)
+            conn.execute("ATTACH DATABASE ? AS src", (path.resolve().as_uri() + "?mode=ro&immutable=1",))
+            _check_saved_schema(conn)
+            total = int(conn.execute("SELECT COUNT(*) FROM src.items").fetchone()[0])
+            copied = conn.execute(
+                f"INSERT INTO main.items (id, key, label, attrs) SELECT id, key, label, attrs FROM src.items "
+                f"WHERE {_VALID_ROW}", _ROW_BOUNDS).rowcount
+            if copied != total:
+                raise sqlite3.DatabaseError(_first_bad_row(conn))
+            conn.commit()
+            conn.execute("DETACH DATABASE src")
+            budget.stop()
             return cls(conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError, ValueError) as exc:
             conn.close()
+            if isinstance(exc, OSError):
+                reason = f"cannot be read: {exc.strerror or exc}"
+            elif budget is not None and budget.exceeded:
+                reason = "reading it takes far more work than a database of its size needs"
+            elif isinstance(exc, sqlite3.IntegrityError):
+                reason = "a key occurs more than once"
+            else:
+                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise VectorIndexError(
-                f"{display_name} is not a valid metadata database ({exc}); restore the index directory from a good copy"
+                f"{display_name} is not a valid metadata database ({reason}); restore the index directory from a good copy"
             ) from None
 
     def save(self, path: str | Path) -> None:
@@ -224,6 +362,12 @@ class MetadataStore:
 
     def check_new_keys(self, keys: Sequence[str], name: str = "keys") -> None:
         """Refuse keys repeated within the batch or already present (nothing is written)."""
+        bad = [_clip(k) for k in keys if not k or _over(k, MAX_TEXT_BYTES)]
+        if bad:
+            raise VectorIndexError(
+                f"{name} has {len(bad)} empty or too long key(s) {preview(bad)}; "
+                f"a key must have 1 to {MAX_TEXT_BYTES} bytes (UTF-8)"
+            )
         dup = duplicates(keys)
         if dup:
             raise VectorIndexError(
@@ -312,9 +456,13 @@ class MetadataStore:
         for start in range(0, len(unique), _SQL_BATCH):
             batch = unique[start : start + _SQL_BATCH]
             marks = ",".join("?" * len(batch))
-            for row_id, text in self._conn.execute(f"SELECT id, attrs FROM items WHERE id IN ({marks})", batch):
-                found[row_id] = text
-        return [None if found[i] is None else json.loads(found[i]) for i in ids.tolist()]
+            try:
+                for row_id, text in self._conn.execute(f"SELECT id, attrs FROM items WHERE id IN ({marks})", batch):
+                    found[row_id] = text
+            except sqlite3.OperationalError as exc:  # text that is not UTF-8 passes SQLite's own checks
+                raise VectorIndexError(f"attrs of the index cannot be read ({exc}); {_RESTORE}") from None
+        return [None if found[i] is None else safe_json.loads(found[i], f"the attrs of item {i}", _RESTORE)
+                for i in ids.tolist()]
 
     # -- mutation ------------------------------------------------------------------------------
 
@@ -332,6 +480,7 @@ class MetadataStore:
             raise RuntimeError("metadata ids must increase")  # internal invariant, not user input
         labels = list(labels) if labels is not None else [None] * n
         attrs = list(attrs) if attrs is not None else [None] * n
+        _check_new_values(labels, attrs)
         rows = zip(ids.tolist(), keys, labels, attrs)
         with self._conn:
             self._conn.executemany("INSERT INTO items (id, key, label, attrs) VALUES (?, ?, ?, ?)", rows)

@@ -21,11 +21,11 @@ that did not also rewrite the manifest; for files from an untrusted source load 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from .errors import VectorIndexError
+from .safe_json import dumps, read_json
 
 FORMAT = "siamese-index"
 FORMAT_VERSION = 1
@@ -37,6 +37,7 @@ IDS_FILE = "ids.npy"
 IVFDATA_FILE = "lists.ivfdata"
 KNOWN_FILES = (FAISS_FILE, META_FILE, VECTORS_FILE, IDS_FILE, IVFDATA_FILE)
 _CHUNK = 1 << 20
+_RESTORE = "restore the index from a good copy"
 
 _REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "format": str,
@@ -66,17 +67,24 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    """Write manifest.json; refuses a manifest `read_manifest` would refuse (too large or deep)."""
+    text = dumps(manifest, MANIFEST, "keep the index info small and shallow", indent=2, sort_keys=True, allow_nan=False)
     (directory / MANIFEST).write_text(text + "\n", encoding="utf-8")
 
 
 def is_index_directory(path: Path) -> bool:
     """True if `path` holds a manifest of this format (so overwriting it is expected)."""
     try:
-        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path / MANIFEST, MANIFEST, _RESTORE)
+    except (OSError, VectorIndexError):
         return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+    return data.get("format") == FORMAT
+
+
+def _shown(value: Any) -> str:
+    """repr of a value read from a file, cut short for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -86,38 +94,28 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         what = "is a file, not an index directory" if directory.exists() else "does not exist"
         raise VectorIndexError(f"index directory {str(directory)!r} {what}; pass the directory given to save()")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, f"{MANIFEST} in {str(directory)!r}", _RESTORE)
     except FileNotFoundError:
         raise VectorIndexError(
             f"{MANIFEST} is missing in {str(directory)!r}; "
             f"this is not a saved index (or the save was incomplete)"
         ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise VectorIndexError(
-            f"{MANIFEST} in {str(directory)!r} is not valid JSON ({exc}); "
-            f"restore the index from a good copy"
-        ) from None
-    if not isinstance(data, dict):
-        raise VectorIndexError(
-            f"{MANIFEST} must hold a JSON object, got {type(data).__name__}; "
-            f"restore the index from a good copy"
-        )
     if data.get("format") != FORMAT:
         raise VectorIndexError(
-            f"{MANIFEST} has format {data.get('format')!r}, expected {FORMAT!r}; "
+            f"{MANIFEST} has format {_shown(data.get('format'))}, expected {FORMAT!r}; "
             f"this directory is not a siamese index"
         )
     version = data.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
         raise VectorIndexError(
-            f"{MANIFEST} has format_version {version!r} but this library reads version {FORMAT_VERSION}; "
+            f"{MANIFEST} has format_version {_shown(version)} but this library reads version {FORMAT_VERSION}; "
             f"use a matching library version or re-save the index"
         )
     for field, types in _REQUIRED_FIELDS.items():
         value = data.get(field)
         if field not in data or not isinstance(value, types) or isinstance(value, bool):
             raise VectorIndexError(
-                f"{MANIFEST} field {field!r} is missing or has the wrong type ({value!r}); "
+                f"{MANIFEST} field {field!r} is missing or has the wrong type ({_shown(value)}); "
                 f"restore the index from a good copy"
             )
     for field in ("dim", "count", "next_id"):
@@ -128,7 +126,9 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             )
     for name, entry in data["files"].items():
         if name not in KNOWN_FILES:
-            raise VectorIndexError(f"{MANIFEST} lists unexpected file {name!r}; expected only {', '.join(KNOWN_FILES)}")
+            raise VectorIndexError(
+                f"{MANIFEST} lists unexpected file {_shown(name)}; expected only {', '.join(KNOWN_FILES)}"
+            )
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("sha256"), str)

@@ -7,7 +7,8 @@
       calibration.json   the same/different threshold, when the model was calibrated
 
 Written atomically (a crash leaves the old bundle or the new one). `load_bundle` checks the
-manifest and every checksum before reading anything, and refuses a stale index (built by other
+manifest and every checksum before reading anything, reads only files bundle.json lists (an
+unlisted calibration.json is refused, not used), and refuses a stale index (built by other
 weights than the bundled model's): re-embed it with `siamese index rebuild INDEX MODEL DATA`.
 """
 
@@ -25,10 +26,11 @@ import numpy as np
 
 from index import KNNClassifier, SearchResult, VectorIndex
 from index.atomic import atomic_directory
+from index.safe_json import read_json
 from index.storage import file_entry, sha256_file
 
 from .autoencoders import Autoencoder
-from .calibration import CALIBRATION_FILE, Calibration, check_calibration, find_calibration
+from .calibration import CALIBRATION_FILE, Calibration, check_calibration, find_calibration, load_calibration
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, library_versions, load_model
 from .errors import SiameseError
 
@@ -38,6 +40,7 @@ FORMAT = "siamese-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 MODEL_DIR, INDEX_DIR = "model", "index"
+_EXPORT_AGAIN = "export the bundle again"
 
 
 def check_fresh(index: VectorIndex, model: Autoencoder, where: str = "the index") -> None:
@@ -86,29 +89,34 @@ def read_bundle_manifest(path: str | Path) -> dict[str, Any]:
     if not path.is_dir():
         raise SiameseError(f"bundle {path} does not exist; create one with `siamese export MODEL INDEX --out DIR`")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = read_json(path / MANIFEST, str(path / MANIFEST), _EXPORT_AGAIN, error=SiameseError)
     except FileNotFoundError:
         raise SiameseError(f"{path} has no {MANIFEST}: it is not a siamese bundle") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SiameseError(f"{path / MANIFEST} is not valid JSON ({exc}); export the bundle again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if manifest.get("format") != FORMAT:
         raise SiameseError(f"{path / MANIFEST} is not a siamese bundle manifest (expected format {FORMAT!r})")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise SiameseError(f"{path / MANIFEST} has format_version {manifest.get('format_version')!r}; this library "
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise SiameseError(f"{path / MANIFEST} has format_version {str(version)[:20]}; this library "
                            f"reads {FORMAT_VERSION}: upgrade siamese or export the bundle again")
     files = manifest.get("files")
     required = {f"{MODEL_DIR}/{CONFIG_FILE}", f"{MODEL_DIR}/{WEIGHTS_FILE}", f"{INDEX_DIR}/manifest.json"}
     if not isinstance(files, dict) or not required <= set(files):
         raise SiameseError(f"{path / MANIFEST} does not list the model and index files; export the bundle again")
     for name, entry in files.items():
-        target = (path / name).resolve()
-        if not target.is_relative_to(path.resolve()) or not isinstance(entry, dict):
-            raise SiameseError(f"{path / MANIFEST} lists an invalid entry {name!r}; export the bundle again")
-        if not target.is_file():
-            raise SiameseError(f"bundle file {name} is missing; copy the whole bundle directory")
+        shown = name[:60] if name[:60].isprintable() else repr(name[:60])
+        try:
+            target = (path / name).resolve()
+            inside = "\0" not in name and target.is_relative_to(path.resolve())
+            present = inside and target.is_file()
+        except (OSError, ValueError):  # a name the file system refuses (too long, NUL, ...)
+            inside = present = False
+        if not inside or not isinstance(entry, dict):
+            raise SiameseError(f"{path / MANIFEST} lists an invalid entry {shown}; {_EXPORT_AGAIN}")
+        if not present:
+            raise SiameseError(f"bundle file {shown} is missing; copy the whole bundle directory")
         if target.stat().st_size != entry.get("bytes") or sha256_file(target) != entry.get("sha256"):
-            raise SiameseError(f"bundle file {name} does not match its checksum in {MANIFEST}: it was changed or "
-                               "damaged; export the bundle again")
+            raise SiameseError(f"bundle file {shown} does not match its checksum in {MANIFEST}: it was changed "
+                               f"or damaged; {_EXPORT_AGAIN}")
     return manifest
 
 
@@ -159,7 +167,9 @@ def load_bundle(path: str | Path, *, untrusted_index: bool = False) -> Bundle:
         raise SiameseError(f"the bundled model does not match the fingerprint in {MANIFEST}; export the bundle again")
     index = VectorIndex.load(path / INDEX_DIR, untrusted=untrusted_index)
     check_fresh(index, model, f"the index in {path}")
-    calibration = None
-    if (path / CALIBRATION_FILE).is_file():
-        calibration = find_calibration(path, model)
+    listed = CALIBRATION_FILE in manifest["files"]  # and so checked against its sha256 above
+    if not listed and (path / CALIBRATION_FILE).exists():
+        raise SiameseError(f"{path / CALIBRATION_FILE} is not listed in {MANIFEST}, so it cannot be trusted; "
+                           f"delete it or {_EXPORT_AGAIN}")
+    calibration = load_calibration(path, model) if listed else None
     return Bundle(model=model, index=index, calibration=calibration, manifest=manifest, path=path)

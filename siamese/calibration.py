@@ -285,14 +285,14 @@ def save_calibration(calibration: Calibration, model_dir: str | Path) -> Path:
 
 def load_calibration(model_dir: str | Path, model=None) -> Calibration:
     """Read and validate `calibration.json`; with `model`, refuse a calibration made for other weights."""
+    from index.safe_json import read_json
+
     path = Path(model_dir) / CALIBRATION_FILE
     try:
-        record = json.loads(path.read_text())
+        record = read_json(path, str(path), "run `siamese calibrate` again", error=SiameseError)
     except FileNotFoundError:
         raise SiameseError(f"{model_dir} is not calibrated ({CALIBRATION_FILE} is missing); run "
                            "`siamese calibrate MODEL DATA --pairs PAIRS.csv` first") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SiameseError(f"{path} is not valid JSON ({exc}); run `siamese calibrate` again") from None
     calibration = Calibration.from_dict(record, str(path))
     if model is not None:
         check_calibration(calibration, model, str(path))

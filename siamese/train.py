@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from index.atomic import atomic_directory, atomic_file
+from index.safe_json import read_json
 
 from .distributed import Parallel
 from .errors import SiameseError
@@ -276,11 +277,31 @@ def save_checkpoint(directory: Path, state: TrainState, model: nn.Module,
         (tmp / "state.json").write_text(json.dumps(meta))
 
 
+_STATE_FIELDS = {"epoch": int, "step": int, "stop": bool, "history": list, "param_groups": list, "optim_scalars": dict}
+
+
+def _check_state(meta: dict, directory: Path) -> None:
+    """state.json holds every field `load_checkpoint` reads, each of the type it was saved with."""
+    for name, kind in _STATE_FIELDS.items():
+        value = meta.get(name)
+        entries = value if isinstance(value, list) else []
+        if (not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0))
+                or not all(isinstance(entry, dict) for entry in entries)):
+            raise SiameseError(f"the training checkpoint in {directory} is incomplete or damaged (state.json field "
+                               f"{name!r} is missing or invalid); delete it to start over")
+
+
 def load_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator) -> TrainState:
     directory = Path(directory)
     try:
-        meta = json.loads((directory / "state.json").read_text())
+        meta = read_json(directory / "state.json", f"the training checkpoint {directory / 'state.json'}",
+                         "delete the checkpoint folder to start over", error=SiameseError)
+    except FileNotFoundError:
+        raise SiameseError(f"the training checkpoint in {directory} is incomplete or damaged (no state.json); "
+                           "delete it to start over") from None
+    _check_state(meta, directory)
+    try:
         tensors = load_file(str(directory / "state.safetensors"))
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise SiameseError(f"cannot read the training checkpoint in {directory}: {exc}; "
