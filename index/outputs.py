@@ -100,7 +100,7 @@ def check_writable_parent(path: Path) -> None:
     """Refuse early (before hours of training) when nothing can be created beside `path`."""
     parent = _nearest_existing(Path(path).absolute().parent)
     if not parent.is_dir():
-        raise OutputRefused(f"cannot create {path}: {parent} is a file, not a folder; choose another --out path")
+        raise OutputRefused(f"cannot write {path}: {parent} is a file, not a folder; choose another --out path")
     try:
         probe = tempfile.mkdtemp(prefix=".siamese-write-probe-", dir=parent)
         os.rmdir(probe)

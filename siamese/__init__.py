@@ -4,7 +4,7 @@ Pretrain an encoder as an autoencoder, fine-tune it as a Siamese network on a fe
 pairs, and search, classify and score items with a FAISS index (the `index` package).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .autoencoders import VARIANTS, Autoencoder, AutoencoderConfig  # noqa: E402
 from .bundle import Bundle, export_bundle, load_bundle  # noqa: E402

@@ -48,16 +48,22 @@ _DAMAGED = "the model directory is damaged: restore it from a good copy or train
 def fingerprint(model: torch.nn.Module) -> str:
     """sha256 of every weight and buffer in name order and, for an Autoencoder, of its
     architecture and BEHAVIOUR_INFO: equal fingerprints <=> the same embedding and distances."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    digest = _weights_digest(model)
     if isinstance(model, Autoencoder):
         described = {"autoencoder": model.config.to_dict(), "network": model.network.to_dict(),
                      "info": {key: model.info[key] for key in BEHAVIOUR_INFO if key in model.info}}
         digest.update(b"|described|" + json.dumps(described, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _weights_digest(model: torch.nn.Module) -> "hashlib._Hash":
+    """sha256 over every weight and buffer in name order (all that fingerprints covered before 0.2)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return digest
 
 
 def library_versions() -> dict[str, str]:
@@ -237,6 +243,11 @@ def _load_once(directory: Path, verify: bool) -> Autoencoder:
         raise SiameseError(f"{weights} does not match the architecture in config.json ({str(exc)[:160]})") from None
     model.eval()
     if verify and fingerprint(model) != record["fingerprint"]:
+        if _weights_digest(model).hexdigest() == record["fingerprint"]:
+            raise SiameseError(
+                f"{directory} was saved by siamese 0.1, whose fingerprint covered the weights but not config.json, "
+                f"so its metric and normalisation cannot be checked; if you trust it, re-save it once with "
+                f"siamese.load_model(DIR, verify=False).save(NEW_DIR) and re-embed its indexes (siamese index rebuild)")
         raise SiameseError(f"{weights} does not match the fingerprint in config.json: the file was changed "
                            "or damaged; re-save or re-train the model")
     return model

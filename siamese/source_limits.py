@@ -14,6 +14,7 @@ MAX_PIXELS = 89_478_485
 
 # Characters in one key or label (CSV cells, LABELS.csv, PAIRS.csv, .npz keys): keys name items in
 # indexes, label files and messages, and a field's width must not decide how much a table costs.
+# At most 4 UTF-8 bytes a character, so every accepted key fits index.metadata.MAX_TEXT_BYTES (4096).
 MAX_FIELD_CHARS = 1024
 
 # Bytes a compressed .npz member or a .gz IDX file may inflate to when read whole, counted as float32
