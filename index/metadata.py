@@ -220,6 +220,48 @@ def _check_new_values(labels: Sequence[str | None], attrs: Sequence[str | None])
             safe_json.check_depth(text, f"attrs[{i}]", "store a flatter dict")
 
 
+class _TooMuchWork(sqlite3.DatabaseError):
+    """The work budget of a load ran out (a hostile view, trigger or query plan)."""
+
+
+def append_saved_rows(conn: sqlite3.Connection, path: Path) -> None:
+    """Copy the rows of the saved store at `path` into `conn`'s table items, as `MetadataStore.load`
+    describes (read-only attach, exact schema, per-row checks, bounded work). Raises sqlite3.Error
+    (IntegrityError for an id or key already in `conn`), OSError or ValueError; `load_problem` words it."""
+    budget = _WorkBudget(conn, _LOAD_STEPS_FIXED + _LOAD_STEPS_PER_BYTE * path.stat().st_size)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (path.resolve().as_uri() + "?mode=ro&immutable=1",))
+        try:
+            _check_saved_schema(conn)
+            total = int(conn.execute("SELECT COUNT(*) FROM src.items").fetchone()[0])
+            copied = conn.execute(
+                f"INSERT INTO main.items (id, key, label, attrs) SELECT id, key, label, attrs FROM src.items "
+                f"WHERE {_VALID_ROW}", _ROW_BOUNDS).rowcount
+            if copied != total:
+                raise sqlite3.DatabaseError(_first_bad_row(conn))
+            conn.commit()
+        finally:
+            conn.rollback()
+            conn.execute("DETACH DATABASE src")
+    except sqlite3.OperationalError:
+        if budget.exceeded:
+            raise _TooMuchWork() from None
+        raise
+    finally:
+        budget.stop()
+
+
+def load_problem(exc: BaseException) -> str:
+    """The reason part of the one-line error for a failed `append_saved_rows`."""
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc}"
+    if isinstance(exc, _TooMuchWork):
+        return "reading it takes far more work than a database of its size needs"
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "a key occurs more than once"
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
 class MetadataStore:
     """Keys, labels and attrs of the items of one index.
 
@@ -274,36 +316,16 @@ class MetadataStore:
         the next save), every row is type- and size-checked while it is copied, the fresh schema
         enforces unique keys, and the work is capped in proportion to the file's size (a query
         that would run longer is aborted). Raises VectorIndexError naming the file."""
-        path = Path(path)
         conn = _scratch_database()
-        budget: _WorkBudget | None = None
         try:
-            budget = _WorkBudget(conn, _LOAD_STEPS_FIXED + _LOAD_STEPS_PER_BYTE * path.stat().st_size)
             conn.execute(SCHEMA)
-            conn.execute("ATTACH DATABASE ? AS src", (path.resolve().as_uri() + "?mode=ro&immutable=1",))
-            _check_saved_schema(conn)
-            total = int(conn.execute("SELECT COUNT(*) FROM src.items").fetchone()[0])
-            copied = conn.execute(
-                f"INSERT INTO main.items (id, key, label, attrs) SELECT id, key, label, attrs FROM src.items "
-                f"WHERE {_VALID_ROW}", _ROW_BOUNDS).rowcount
-            if copied != total:
-                raise sqlite3.DatabaseError(_first_bad_row(conn))
-            conn.commit()
-            conn.execute("DETACH DATABASE src")
-            budget.stop()
+            append_saved_rows(conn, Path(path))
             return cls(conn)
         except (sqlite3.Error, OSError, ValueError) as exc:
             conn.close()
-            if isinstance(exc, OSError):
-                reason = f"cannot be read: {exc.strerror or exc}"
-            elif budget is not None and budget.exceeded:
-                reason = "reading it takes far more work than a database of its size needs"
-            elif isinstance(exc, sqlite3.IntegrityError):
-                reason = "a key occurs more than once"
-            else:
-                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise VectorIndexError(
-                f"{display_name} is not a valid metadata database ({reason}); restore the index directory from a good copy"
+                f"{display_name} is not a valid metadata database ({load_problem(exc)}); "
+                f"restore the index directory from a good copy"
             ) from None
 
     def save(self, path: str | Path) -> None:

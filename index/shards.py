@@ -34,7 +34,7 @@ from .atomic import atomic_directory
 from .outputs import check_output_directory
 from .errors import VectorIndexError
 from .kinds import IVF_KINDS, IndexParams, largest_honest_array
-from .metadata import SCHEMA
+from .metadata import SCHEMA, append_saved_rows, load_problem
 from .vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -152,19 +152,18 @@ def _empty_trained(faiss_file: Path, manifest: dict[str, Any]) -> faiss.Index:
 
 def _merge_metadata(shards: list[tuple[Path, dict[str, Any]]], target: Path) -> None:
     """One meta.sqlite from the shards', row by row inside SQLite (never all in Python)."""
-    conn = sqlite3.connect(str(target))
+    conn = sqlite3.connect(Path(target).resolve().as_uri(), uri=True)  # URIs on: shards are attached read-only
     try:
         conn.execute(SCHEMA)
         for path, _ in shards:
-            uri = (path / _storage.META_FILE).resolve().as_uri() + "?mode=ro&immutable=1"
-            conn.execute("ATTACH DATABASE ? AS shard", (uri,))
-            try:
-                conn.execute("INSERT INTO items SELECT id, key, label, attrs FROM shard.items")
+            try:  # checked like any untrusted metadata file: exact schema, row checks, bounded work
+                append_saved_rows(conn, path / _storage.META_FILE)
             except sqlite3.IntegrityError as exc:
                 raise VectorIndexError(f"shard {str(path)!r} repeats an id or key of an earlier shard ({exc}); "
                                        "give every shard its own slice of the items") from None
-            conn.commit()
-            conn.execute("DETACH DATABASE shard")
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                raise VectorIndexError(f"{path / _storage.META_FILE} is not a valid metadata database "
+                                       f"({load_problem(exc)}); rebuild that shard") from None
         conn.execute("PRAGMA journal_mode=WAL")
         conn.commit()
     finally:

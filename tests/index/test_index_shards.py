@@ -181,3 +181,32 @@ def test_merging_memory_stays_below_the_size_of_the_vectors(tmp_path):
     assert len(merged) == 96_000 and merged.search(np.ones((1, 256), dtype=np.float32), 3).ids.shape == (1, 3)
     loaded = run("load", 16 << 20)  # the allowance does catch holding the shards in RAM
     assert loaded.returncode != 0 and ("MemoryError" in loaded.stderr or "bad_alloc" in loaded.stderr), loaded.stderr
+
+
+def test_a_hostile_shard_database_is_refused_not_run(built, tmp_path):
+    """A shard whose meta.sqlite hides its rows behind a recursive view (checksum rewritten to match)
+    is refused by the merge's schema check instead of hanging it."""
+    import hashlib
+    import shutil
+    import sqlite3
+
+    root = built[0]
+    shards = []
+    for i in range(N_SHARDS):
+        shutil.copytree(root / f"shard-{i}", tmp_path / f"shard-{i}")
+        shards.append(tmp_path / f"shard-{i}")
+    meta = shards[1] / "meta.sqlite"
+    conn = sqlite3.connect(str(meta))
+    conn.execute("ALTER TABLE items RENAME TO rows")
+    conn.execute("CREATE VIEW items AS WITH RECURSIVE r(id, key, label, attrs) AS (SELECT * FROM rows "
+                 "UNION ALL SELECT * FROM r) SELECT * FROM r")
+    conn.commit()
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    manifest = json.loads((shards[1] / "manifest.json").read_text())
+    manifest["files"]["meta.sqlite"]["sha256"] = hashlib.sha256(meta.read_bytes()).hexdigest()
+    manifest["files"]["meta.sqlite"]["bytes"] = meta.stat().st_size
+    (shards[1] / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(VectorIndexError, match="shard-1/meta.sqlite is not a valid metadata database"):
+        merge_shards(shards, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
