@@ -8,8 +8,6 @@ from typing import Iterator
 
 import faiss
 
-from ._flat_search import flat_search  # noqa: F401  (re-exported: searching.py imports it from here)
-
 _reads = threading.Lock()  # faiss's limit is one global setting
 
 

@@ -10,7 +10,8 @@ from typing import Any, Iterator
 import faiss
 import numpy as np
 
-from ._faiss import faiss_call, flat_search
+from ._exact import flat_search
+from ._faiss import faiss_call
 from ._checks import check_choice, check_positive_int, check_queries
 from .errors import VectorIndexError
 from .vector_index import SearchResult, VectorIndex

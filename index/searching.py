@@ -11,7 +11,8 @@ import numpy as np
 
 from . import kinds as _kinds
 from ._checks import check_positive_int
-from ._faiss import faiss_call, flat_search
+from ._exact import flat_search
+from ._faiss import faiss_call
 from .errors import VectorIndexError
 from .kinds import IVF_KINDS
 

@@ -29,7 +29,7 @@ def test_import_does_not_load_torch() -> None:
 
 
 def test_modules_import_only_allowed_packages() -> None:
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -43,7 +43,7 @@ def test_modules_import_only_allowed_packages() -> None:
 
 
 def test_no_pickle_anywhere() -> None:
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         text = path.read_text()
         assert "import pickle" not in text and "allow_pickle=True" not in text, path.name
 

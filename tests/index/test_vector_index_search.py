@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index import SearchResult, VectorIndex
-from index._flat_search import BlockPlan, flat_search
+from index._exact import BlockPlan, flat_search
 from index.kinds import resolve_params
 from index_testlib import KINDS, METRICS, assert_index_error, brute_force, recall_at, top_k
 

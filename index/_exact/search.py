@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from ._blas import blas_limit_available, one_blas_thread
-from ._running_topk import EMPTY, MAX_ROWS, ROW_MASK, RunningTopK, key_scores
+from .blas import blas_limit_available, one_blas_thread
+from .topk import EMPTY, MAX_ROWS, ROW_MASK, RunningTopK, key_scores
 
 _FUSED_SCORES = 1 << 18  # scores per block when each worker's sgemm is single-threaded (1 MiB, in L2)
 _SHARED_SCORES = 1 << 23  # scores per block when OpenBLAS threads the sgemm itself (so it syncs rarely)
