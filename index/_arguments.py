@@ -67,3 +67,15 @@ def check_k(k: Any, available: int, what: str = "the index") -> int:
 def check_radius(radius: Any) -> None:
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not np.isfinite(radius):
         raise VectorIndexError(f"radius must be a finite number, got {radius!r}")
+
+
+def model_mismatch(recorded_fingerprint: str | None, recorded_dim: int, fingerprint: str | None,
+                   dim: int | None) -> str | None:
+    """Why queries from a model with `fingerprint` (and `dim`) do not fit an index, or None."""
+    problems = []
+    if fingerprint != recorded_fingerprint:
+        recorded = "no fingerprint" if recorded_fingerprint is None else f"fingerprint {recorded_fingerprint!r}"
+        problems.append(f"the index was built with {recorded} but the model has {fingerprint!r}")
+    if dim is not None and dim != recorded_dim:
+        problems.append(f"the index has dimension {recorded_dim} but the model embeds to {dim}")
+    return "; ".join(problems) or None

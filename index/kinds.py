@@ -14,13 +14,9 @@ ivf      IndexIVFFlat (native ids)                    nlist ~ 4 sqrt(n), nprobe 
 ivfpq    IndexIVFPQ (native ids, 8-bit codes)         as ivf; m sub-quantizers, m | d
 =======  ===========================================  =============================================
 
-IVF kinds keep faiss's native int64 ids (plus a hash-table direct map for reconstruct/remove)
-rather than an IndexIDMap: IDMap's remove_ids assumes the wrapped index renumbers its rows like
-IndexFlat does, which IVF does not, so ids would silently shift after a removal.
-
-flat/hnsw use IndexIDMap, not IndexIDMap2: ids are handed out in increasing order, so the id map
-stays sorted and a binary search finds an id's row; IDMap2's reverse hash map would cost ~48 more
-bytes per item (a fifth of a 64-d float32 vector). Indexes saved with IDMap2 still load.
+This module is the table: defaults, memory estimates and the `auto` choice, all decided before
+any faiss object exists. What each kind does with its faiss structure (create, train, add, remove,
+search parameters, reconstruct, save checks) lives in its backend, index/backends/<kind>.py.
 """
 
 from __future__ import annotations
@@ -28,12 +24,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
-import faiss
-import numpy as np
-
-from ._faiss import faiss_call
 from .errors import VectorIndexError
 
 logger = logging.getLogger(__name__)
@@ -54,15 +46,6 @@ PQ_BITS = 8
 PQ_MIN_TRAIN = 1 << PQ_BITS  # one point per code-book entry at the very least
 PQ_TRAIN_POINTS_PER_CENTROID = 32  # PQ code-book k-means subsample (speed; recall barely moves)
 PQ_TRAIN_ITER = 15
-
-
-def largest_honest_array(file_bytes: int, params: "IndexParams", dim: int) -> int:
-    """Bytes of the largest array faiss may allocate while parsing a file of `file_bytes` of this
-    structure: the file itself, or for IVF-PQ the residual table it precomputes (nlist x pq_m x 256
-    floats), admitted only when the file really holds the nlist centroids that table is sized by."""
-    if params.kind == "ivfpq" and params.nlist and params.pq_m and params.nlist * dim * 4 <= file_bytes:
-        return max(file_bytes, params.nlist * params.pq_m * 256 * 4)
-    return file_bytes
 
 
 @dataclass(frozen=True)
@@ -207,152 +190,9 @@ def _budget_pq_m(n: int, d: int, budget: int | None) -> int | None:
     return max(fitting) if fitting else None
 
 
-def create(params: IndexParams, d: int, metric_type: int) -> faiss.Index:
-    """An empty faiss index (IVF kinds untrained; they need params.nlist)."""
-    if params.kind == "flat":
-        return faiss.index_factory(d, "IDMap,Flat", metric_type)
-    if params.kind == "hnsw":
-        index = faiss.index_factory(d, f"IDMap,HNSW{params.hnsw_m},Flat", metric_type)
-        hnsw = faiss.downcast_index(index.index)
-        hnsw.hnsw.efSearch = params.ef_search
-        hnsw.hnsw.efConstruction = params.ef_construction
-        return index
-    if params.nlist is None:
-        raise RuntimeError("IVF index needs nlist")
-    spec = f"IVF{params.nlist},Flat" if params.kind == "ivf" else f"IVF{params.nlist},PQ{params.pq_m}x{PQ_BITS}"
-    index = faiss.index_factory(d, spec, metric_type)  # already the concrete IVF class
-    index.nprobe = params.nprobe
-    index.cp.min_points_per_centroid = 1  # we size nlist ourselves; silence faiss's stderr warning
-    if params.kind == "ivfpq":
-        index.do_polysemous_training = False  # index_factory turns it on; minutes of annealing for Hamming pre-filtering we never use
-        index.pq.cp.max_points_per_centroid = PQ_TRAIN_POINTS_PER_CENTROID
-        index.pq.cp.min_points_per_centroid = 1
-        index.pq.cp.niter = PQ_TRAIN_ITER
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
-    return index
-
-
 def train_sample_size(params: IndexParams) -> int:
     """How many vectors IVF training uses at most (64 per list; PQ code books want more)."""
     size = IVF_SAMPLE_PER_LIST * (params.nlist or 1)
     if params.kind == "ivfpq":
         size = max(size, PQ_TRAIN_POINTS_PER_CENTROID * (1 << PQ_BITS))
     return size
-
-
-def train(index: faiss.Index, params: IndexParams, sample: np.ndarray, seed: int) -> None:
-    """Train an IVF index on float32 (s, d) already prepared for the metric."""
-    s = sample.shape[0]
-    if s < (params.nlist or 1):
-        raise VectorIndexError(
-            f"the training sample has {s} vectors but nlist={params.nlist}; "
-            f"pass at least {params.nlist} vectors (ideally {MIN_POINTS_PER_CENTROID * params.nlist})"
-        )
-    if params.kind == "ivfpq" and s < PQ_MIN_TRAIN:
-        raise VectorIndexError(
-            f"kind='ivfpq' needs at least {PQ_MIN_TRAIN} training vectors for its 8-bit code books, got {s}; "
-            f"use kind='ivf' or 'flat'"
-        )
-    if s < MIN_POINTS_PER_CENTROID * params.nlist:
-        logger.warning("training %d lists on only %d vectors; recall may suffer (want >= %d)", params.nlist, s, MIN_POINTS_PER_CENTROID * params.nlist)
-    index.cp.seed = seed
-    if params.kind == "ivfpq":
-        index.pq.cp.seed = seed
-    faiss_call(index, "train", sample)
-
-
-def faiss_ids(index: faiss.Index, kind: str) -> np.ndarray:
-    """All int64 ids stored in the faiss index (tombstoned ones included), sorted."""
-    if kind in IVF_KINDS:
-        ivf = faiss.extract_index_ivf(index)
-        invlists = ivf.invlists
-        parts = [
-            faiss.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
-            for lst in range(ivf.nlist)
-            if invlists.list_size(lst)
-        ]
-        ids = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-        return np.sort(ids.astype(np.int64, copy=False))
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64, copy=False)
-    return ids if np.all(ids[1:] > ids[:-1]) else np.sort(ids)
-
-
-def iter_vectors(
-    index: faiss.Index, kind: str, chunk_size: int, exclude: np.ndarray | None = None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids int64 (c,), vectors float32 (c, d)) chunks in ascending id order, skipping `exclude`.
-
-    flat/hnsw: exact stored vectors; ivf: exact; ivfpq: PQ reconstructions (approximate).
-    """
-    if kind in IVF_KINDS:
-        ids = faiss_ids(index, kind)
-        if exclude is not None and exclude.size:
-            ids = ids[~np.isin(ids, exclude)]
-        for start in range(0, ids.size, chunk_size):
-            chunk = ids[start : start + chunk_size]
-            yield chunk, faiss_call(index, "reconstruct_batch", chunk)
-        return
-    id_map = faiss.vector_to_array(index.id_map).astype(np.int64, copy=False)
-    inner = faiss.downcast_index(index.index)
-    for start in range(0, id_map.size, chunk_size):
-        stop = min(id_map.size, start + chunk_size)
-        chunk_ids = id_map[start:stop]
-        vectors = faiss_call(inner, "reconstruct_n", start, stop - start)
-        if exclude is not None and exclude.size:
-            keep = ~np.isin(chunk_ids, exclude)
-            chunk_ids, vectors = chunk_ids[keep], vectors[keep]
-        if chunk_ids.size:
-            yield chunk_ids, vectors
-
-
-def reconstruct(index: faiss.Index, kind: str, ids: np.ndarray) -> np.ndarray:
-    """float32 (n, d) stored vectors of ids (all present): flat/hnsw find rows by binary search in
-    the sorted id map, IVF kinds through their direct map."""
-    if kind in IVF_KINDS:
-        return faiss_call(index, "reconstruct_batch", ids)
-    id_map = faiss.rev_swig_ptr(index.id_map.data(), index.id_map.size())
-    rows = np.searchsorted(id_map, ids)
-    return faiss_call(faiss.downcast_index(index.index), "reconstruct_batch", rows.astype(np.int64))
-
-
-def reserve(index: faiss.Index, kind: str, total: int) -> None:
-    """Make room for `total` items so that adding the rest chunk by chunk never re-allocates the
-    vector storage: growing a std::vector copies it, briefly holding the old and new buffers (up to
-    1.5x the final size at once). A no-op for IVF kinds, whose lists are allocated per list."""
-    if kind in IVF_KINDS or total <= index.ntotal:
-        return
-    inner = faiss.downcast_index(index.index)
-    storage = faiss.downcast_index(inner.storage) if kind == "hnsw" else inner
-    for vector, width in ((storage.codes, storage.code_size), (index.id_map, 1)):
-        size = vector.size()
-        vector.resize(total * width)  # allocates exactly total rows (no doubling from this size)
-        vector.resize(size)  # shrinking keeps the capacity
-
-
-def structure_problem(index: faiss.Index, params: IndexParams, d: int, metric_type: int) -> str | None:
-    """Why a deserialised faiss index does not match the manifest, or None if it does."""
-    if index.d != d:
-        return f"has dimension {index.d} but manifest.json says {d}"
-    if index.metric_type != metric_type:
-        return f"has faiss metric {index.metric_type}, expected {metric_type}"
-    if params.kind in ("flat", "hnsw"):
-        if not isinstance(index, faiss.IndexIDMap):  # IndexIDMap2 (older saves) is a subclass
-            return f"is a {type(index).__name__}, expected IndexIDMap for kind {params.kind!r}"
-        inner = faiss.downcast_index(index.index)
-        expected = faiss.IndexFlat if params.kind == "flat" else faiss.IndexHNSWFlat
-        if not isinstance(inner, expected):
-            return f"wraps a {type(inner).__name__}, expected {expected.__name__} for kind {params.kind!r}"
-        if index.id_map.size() != index.ntotal:
-            return "has an id map that does not match its vector count"
-        ids = faiss.vector_to_array(index.id_map)
-        if np.any(ids[1:] <= ids[:-1]):
-            return "has an id map that is not in increasing id order"
-        return None
-    expected = faiss.IndexIVFFlat if params.kind == "ivf" else faiss.IndexIVFPQ
-    if not isinstance(index, expected):
-        return f"is a {type(index).__name__}, expected {expected.__name__} for kind {params.kind!r}"
-    if params.nlist is not None and index.nlist != params.nlist:
-        return f"has nlist={index.nlist} but manifest.json says {params.nlist}"
-    if params.kind == "ivfpq" and params.pq_m is not None and index.pq.M != params.pq_m:
-        return f"has {index.pq.M} PQ sub-quantizers but manifest.json says {params.pq_m}"
-    return None

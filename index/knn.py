@@ -12,8 +12,10 @@ import numpy as np
 
 from ._exact import flat_search
 from ._faiss import faiss_call
+from ._arguments import check_k
 from ._checks import check_choice, check_positive_int, check_queries
 from .errors import VectorIndexError
+from .metrics import get_metric
 from .vector_index import SearchResult, VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -32,9 +34,9 @@ class _Labelled:
     ids: np.ndarray  # int64 (m,)
     codes: np.ndarray  # intp (m,), index into classes
     classes: np.ndarray  # object (c,), sorted str labels
-    flat: Any = None  # exact mode: faiss IndexFlat whose rows are the positions
-    vectors: np.ndarray | None = None  # exact mode: float32 (m, d) view of flat's storage
-    owner: Any = None  # keeps the faiss object that owns `flat`/`vectors` alive
+    metric_type: int = 0  # exact mode: faiss metric of the scores `flat_search` ranks by
+    vectors: np.ndarray | None = None  # exact mode: float32 (m, d), row = position
+    owner: Any = None  # keeps the faiss object that owns `vectors` alive
     selector: Any = None  # approximate mode: IDSelectorBatch of labelled ids (None = all)
 
 
@@ -91,6 +93,7 @@ class KNNClassifier:
                 "weights='distance' needs non-negative distances but metric 'ip' reports -inner product; "
                 "use weights='uniform' or metric='cosine'"
             )
+        self._metric = get_metric(index.metric)
         self._state: _Labelled | None = None
         self._labelled()  # fail early when the index has no labels
 
@@ -103,13 +106,13 @@ class KNNClassifier:
 
     def _labelled(self) -> _Labelled:
         index = self.index
-        if self._state is not None and self._state.version == index._version:
+        if self._state is not None and self._state.version == index.version:
             return self._state
-        ids, labels = index._meta.labelled()
+        ids, labels = index.labelled_items()
         if ids.size == 0:
             raise VectorIndexError("the index has no labelled items; add vectors with labels= to classify")
         classes, codes = np.unique(labels, return_inverse=True)
-        state = _Labelled(version=index._version, ids=ids, codes=codes.astype(np.intp).ravel(), classes=classes.astype(object))
+        state = _Labelled(version=index.version, ids=ids, codes=codes.astype(np.intp).ravel(), classes=classes.astype(object))
         if self.exact:
             self._attach_flat(state)
         elif ids.size != len(index):
@@ -121,19 +124,19 @@ class KNNClassifier:
     def _attach_flat(self, state: _Labelled) -> None:
         index, d = self.index, self.index.dim
         m = state.ids.size
-        if index.kind == "flat" and m == len(index):
-            owner = index._faiss  # IndexIDMap: its inner IndexFlat rows are in ascending id order
-            flat = faiss.downcast_index(owner.index)
-            if not np.array_equal(faiss.vector_to_array(owner.id_map), state.ids):
+        rows = index.exact_rows() if m == len(index) else None  # all labelled and flat: search it in place
+        if rows is not None:
+            row_ids, state.vectors, state.owner = rows
+            if not np.array_equal(row_ids, state.ids):
                 raise RuntimeError("flat id map out of order")
         else:
-            owner = flat = faiss.IndexFlat(d, index._metric.faiss_metric)
+            flat = faiss.IndexFlat(d, self._metric.faiss_metric)
             for chunk_ids, vectors in index.iter_vectors():
                 keep = np.isin(chunk_ids, state.ids, assume_unique=True)
                 if keep.any():
                     faiss_call(flat, "add", np.ascontiguousarray(vectors[keep]))
-        state.flat, state.owner = flat, owner
-        state.vectors = faiss.rev_swig_ptr(flat.get_xb(), m * d).reshape(m, d)
+            state.owner, state.vectors = flat, faiss.rev_swig_ptr(flat.get_xb(), m * d).reshape(m, d)
+        state.metric_type = self._metric.faiss_metric
 
     @property
     def classes_(self) -> np.ndarray:
@@ -147,7 +150,7 @@ class KNNClassifier:
         state = self._labelled()
         index = self.index
         raw_q = check_queries(queries, index.dim)
-        k = index._check_k(self.k, state.ids.size, "the labelled items")
+        k = check_k(self.k, state.ids.size, "the labelled items")
         q = index.prepare_queries(raw_q)
         width = min(state.ids.size, k + _RERANK_MARGIN) if self.exact else k
         per_query = max(state.classes.size, width * index.dim, 1)
@@ -163,10 +166,10 @@ class KNNClassifier:
         index = self.index
         for start in range(0, q.shape[0], step):
             rows = slice(start, min(q.shape[0], start + step))
-            raw, hit_ids = index._raw_search(q[rows], k, state.selector)
+            raw, hit_ids = index.raw_search(q[rows], k, state.selector)
             pos = np.searchsorted(state.ids, hit_ids)
             pos[hit_ids < 0] = -1
-            dist = index._metric.to_distance(raw).astype(np.float64)
+            dist = self._metric.to_distance(raw).astype(np.float64)
             dist[hit_ids < 0] = np.inf
             yield rows, pos.astype(np.intp, copy=False), dist
 
@@ -176,11 +179,11 @@ class KNNClassifier:
         in small chunks whose temporaries stay in cache."""
         for start in range(0, q.shape[0], _SEARCH_QUERIES):
             stop = min(q.shape[0], start + _SEARCH_QUERIES)
-            _, candidates = flat_search(state.vectors, q[start:stop], width, state.flat.metric_type)
+            _, candidates = flat_search(state.vectors, q[start:stop], width, state.metric_type)
             for sub in range(start, stop, step):
                 rows = slice(sub, min(stop, sub + step))
                 pos = candidates[rows.start - start:rows.stop - start]
-                dist = self.index._metric.exact(raw_q[rows], state.vectors[pos])
+                dist = self._metric.exact(raw_q[rows], state.vectors[pos])
                 order = np.argsort(dist, axis=1, kind="stable")[:, :k]
                 yield rows, np.take_along_axis(pos, order, axis=1).astype(np.intp, copy=False), \
                     np.take_along_axis(dist, order, axis=1)
@@ -211,7 +214,7 @@ class KNNClassifier:
             ids = np.where(pos >= 0, state.ids[np.maximum(pos, 0)], -1)
             parts.append((ids, dist.astype(np.float32)))
         ids = np.concatenate([p[0] for p in parts])
-        keys, labels = self.index._meta.lookup(ids)
+        keys, labels = self.index.keys_and_labels(ids)
         return SearchResult(ids=ids, keys=keys, distances=np.concatenate([p[1] for p in parts]), labels=labels)
 
     # -- classification ------------------------------------------------------------------------------

@@ -8,26 +8,23 @@ import logging
 import platform
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faiss
 import numpy as np
 
-from . import kinds as _kinds
 from . import mutation as _mutation
 from . import storage as _storage
 from ._checks import check_positive_int, iter_row_chunks, to_float32, to_json
-from ._faiss import bounded_faiss_reads, faiss_call
+from ._faiss import bounded_faiss_reads
 from .atomic import atomic_directory
 from .locking import write_lock
-from .outputs import check_output_directory
 from .errors import VectorIndexError
-from .kinds import IVF_KINDS, IndexParams, largest_honest_array
+from .outputs import check_output_directory
+from .backends import Backend, largest_honest_array, make_backend, map_lists
+from .kinds import IndexParams
 from .metadata import MetadataStore
 from .metrics import METRICS, Metric
-
-if TYPE_CHECKING:
-    from .vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -40,21 +37,26 @@ def describe_array(arr: np.ndarray) -> str:
     return f"{arr.dtype} {tuple(arr.shape)}"
 
 
-def save(index: VectorIndex, directory: Path, store_vectors: bool | None, overwrite: bool = False) -> Path:
-    """Write `index` to `directory` atomically (see `VectorIndex.save`), holding its writer lock."""
-    if index._faiss is None:
+def save(directory: Path, backend: Backend, meta: MetadataStore, fields: dict[str, Any], *, chunk_size: int,
+         store_vectors: bool | None, overwrite: bool, loaded_from: tuple[str, str | None] | None) -> tuple[str, str | None]:
+    """Write an index to `directory` atomically (see `VectorIndex.save`), holding its writer lock.
+
+    `fields` are the index's own manifest entries (dim, metric, kind, params, count, next_id, seed,
+    model_fingerprint, info, created_at); `loaded_from` is the origin it was loaded from, if any.
+    Returns the new origin (`origin_of(directory)`)."""
+    if not backend.is_trained:
         raise VectorIndexError(
-            f"kind {index.kind!r} is untrained and has nothing to save; "
+            f"kind {fields['kind']!r} is untrained and has nothing to save; "
             f"call train() and add() first"
         )
-    _mutation.check_writable(index, "save")
+    backend.check_writable("save")
     with write_lock(directory):
         check_output_directory(directory, "index", overwrite=overwrite)
-        _check_unchanged_since_load(index, directory)
-        _save_locked(index, directory, store_vectors, overwrite)
-        index._origin = origin_of(directory)
-    logger.info("saved %r index of %d vectors to %s", index.kind, len(index), directory)
-    return directory
+        _check_unchanged_since_load(loaded_from, directory)
+        _save_locked(directory, backend, meta, fields, chunk_size, store_vectors, overwrite)
+        origin = origin_of(directory)
+    logger.info("saved %r index of %d vectors to %s", fields["kind"], fields["count"], directory)
+    return origin
 
 
 def origin_of(directory: Path) -> tuple[str, str | None]:
@@ -63,10 +65,9 @@ def origin_of(directory: Path) -> tuple[str, str | None]:
     return str(directory.resolve()), _storage.sha256_file(manifest) if manifest.is_file() else None
 
 
-def _check_unchanged_since_load(index: VectorIndex, directory: Path) -> None:
+def _check_unchanged_since_load(loaded: tuple[str, str | None] | None, directory: Path) -> None:
     """Refuse to save over a version another writer saved after this index was loaded from the
     same directory: replacing it would silently drop that writer's change (a lost update)."""
-    loaded = getattr(index, "_origin", None)
     if loaded is None or loaded[0] != str(directory.resolve()):
         return
     if origin_of(directory) != loaded:
@@ -76,31 +77,23 @@ def _check_unchanged_since_load(index: VectorIndex, directory: Path) -> None:
         )
 
 
-def _save_locked(index: VectorIndex, directory: Path, store_vectors: bool | None, overwrite: bool) -> None:
+def _save_locked(directory: Path, backend: Backend, meta: MetadataStore, fields: dict[str, Any], chunk_size: int,
+                 store_vectors: bool | None, overwrite: bool) -> None:
     if store_vectors is None:
-        store_vectors = index.kind in ("flat", "hnsw")
-    to_json(index._info, "info")
-    _mutation.compact(index)
+        store_vectors = backend.stores_vectors
+    to_json(fields["info"], "info")
+    backend.compact(chunk_size)
     with atomic_directory(directory, "index", overwrite=overwrite) as tmp:
-        faiss.write_index(index._faiss, str(tmp / _storage.FAISS_FILE))
-        index._meta.save(tmp / _storage.META_FILE)
+        backend.write(tmp / _storage.FAISS_FILE)
+        meta.save(tmp / _storage.META_FILE)
         names = [_storage.FAISS_FILE, _storage.META_FILE]
         if store_vectors:
-            _write_vectors(index, tmp)
+            _write_vectors(backend, fields["count"], fields["dim"], chunk_size, tmp)
             names += [_storage.VECTORS_FILE, _storage.IDS_FILE]
         manifest = {
             "format": _storage.FORMAT,
             "format_version": _storage.FORMAT_VERSION,
-            "dim": index._dim,
-            "metric": index.metric,
-            "kind": index.kind,
-            "params": index._params.to_json(),
-            "count": len(index),
-            "next_id": index._next_id,
-            "seed": index._seed,
-            "model_fingerprint": index._fingerprint,
-            "info": index._info,
-            "created_at": index._created_at,
+            **fields,
             "saved_at": now(),
             "libraries": {"numpy": np.__version__, "faiss": faiss.__version__, "python": platform.python_version()},
             "files": {name: _storage.file_entry(tmp / name) for name in names},
@@ -108,8 +101,7 @@ def _save_locked(index: VectorIndex, directory: Path, store_vectors: bool | None
         _storage.write_manifest(tmp, manifest)
 
 
-def _write_vectors(index: VectorIndex, directory: Path) -> None:
-    count, dim = len(index), index._dim
+def _write_vectors(backend: Backend, count: int, dim: int, chunk_size: int, directory: Path) -> None:
     vpath, ipath = directory / _storage.VECTORS_FILE, directory / _storage.IDS_FILE
     if count == 0:
         np.save(vpath, np.empty((0, dim), dtype=np.float32), allow_pickle=False)
@@ -120,7 +112,7 @@ def _write_vectors(index: VectorIndex, directory: Path) -> None:
         np.lib.format.write_array_header_1_0(vectors, {"descr": "<f4", "fortran_order": False, "shape": (count, dim)})
         np.lib.format.write_array_header_1_0(ids, {"descr": "<i8", "fortran_order": False, "shape": (count,)})
         pos = 0
-        for chunk_ids, chunk in index.iter_vectors():
+        for chunk_ids, chunk in backend.iter_vectors(chunk_size):
             vectors.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
             ids.write(np.ascontiguousarray(chunk_ids, dtype="<i8").tobytes())
             pos += chunk_ids.size
@@ -128,8 +120,9 @@ def _write_vectors(index: VectorIndex, directory: Path) -> None:
         raise RuntimeError(f"wrote {pos} vectors for {count} items")
 
 
-def load_once(cls: type[VectorIndex], directory: Path, untrusted: bool, chunk_size: int) -> VectorIndex:
-    """One attempt at `VectorIndex.load` (the caller retries if a save replaced the directory)."""
+def load_once(directory: Path, untrusted: bool, chunk_size: int) -> dict[str, Any]:
+    """One attempt at `VectorIndex.load` (the caller retries if a save replaced the directory):
+    the keyword arguments of the `VectorIndex` it makes, all checked against each other."""
     origin = origin_of(directory)
     manifest = _storage.read_manifest(directory)
     M = _storage.MANIFEST
@@ -168,41 +161,41 @@ def load_once(cls: type[VectorIndex], directory: Path, untrusted: bool, chunk_si
             f"{M} next_id={next_id} is not above the largest "
             f"id {int(meta.ids[-1])} in {_storage.META_FILE}"
         )
-    index = cls(
-        dim=dim,
-        metric=metric,
-        params=params,
-        faiss_index=None,
-        meta=meta,
-        next_id=next_id,
-        model_fingerprint=manifest["model_fingerprint"],
-        info=manifest["info"],
-        seed=seed,
-        chunk_size=check_positive_int(chunk_size, "chunk_size"),
-        created_at=manifest.get("created_at") if isinstance(manifest.get("created_at"), str) else None,
-    )
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     if untrusted:
-        _rebuild_from_arrays(index, directory)
+        backend = _rebuild_from_arrays(directory, params, metric, dim, meta, seed, chunk_size)
     else:
-        index._faiss = _read_faiss(directory, manifest, params, metric)
-    ids = _kinds.faiss_ids(index._faiss, params.kind)
+        backend = _read_faiss(directory, manifest, params, metric)
+    ids = backend.stored_ids()
     if ids.size != count or not np.array_equal(ids, meta.ids):
         source = "vectors.npy/ids.npy" if untrusted else _storage.FAISS_FILE
         raise VectorIndexError(
             f"{source} holds {ids.size} vectors whose ids do not match the {count} items of {_storage.META_FILE}; "
             f"restore the index from a good copy"
         )
-    index._origin = origin
     logger.info("loaded %r index of %d vectors from %s%s", params.kind, count, directory, " (untrusted)" if untrusted else "")
-    return index
+    return dict(
+        dim=dim,
+        metric=metric,
+        backend=backend,
+        meta=meta,
+        next_id=next_id,
+        model_fingerprint=manifest["model_fingerprint"],
+        info=manifest["info"],
+        seed=seed,
+        chunk_size=chunk_size,
+        created_at=manifest.get("created_at") if isinstance(manifest.get("created_at"), str) else None,
+        origin=origin,
+    )
 
 
-def _rebuild_from_arrays(index: VectorIndex, directory: Path) -> None:
+def _rebuild_from_arrays(directory: Path, params: IndexParams, metric: Metric, dim: int, meta: MetadataStore,
+                         seed: int, chunk_size: int) -> Backend:
     """Recreate the faiss index from vectors.npy/ids.npy (already checksum-verified)."""
-    count = len(index._meta)
+    count = len(meta)
     loaded = {}
     for name, dtype, shape in (
-        (_storage.VECTORS_FILE, np.float32, (count, index._dim)),
+        (_storage.VECTORS_FILE, np.float32, (count, dim)),
         (_storage.IDS_FILE, np.int64, (count,)),
     ):
         try:
@@ -219,30 +212,27 @@ def _rebuild_from_arrays(index: VectorIndex, directory: Path) -> None:
             )
         loaded[name] = arr
     vectors, ids = loaded[_storage.VECTORS_FILE], np.asarray(loaded[_storage.IDS_FILE])
-    if not np.array_equal(ids, index._meta.ids):
+    if not np.array_equal(ids, meta.ids):
         raise VectorIndexError(
             f"{_storage.IDS_FILE} does not match the ids in {_storage.META_FILE}; "
             f"restore the index from a good copy"
         )
-    params = index._params
-    if params.kind in IVF_KINDS:
+    backend = make_backend(params, dim, metric.faiss_metric)
+    if backend.trainable:
         if count == 0:
             raise VectorIndexError(
                 "an empty IVF index cannot be rebuilt from vectors.npy (nothing to train on); "
                 "load it with untrusted=False"
             )
-        x = _mutation.sample(index, vectors, count, _kinds.train_sample_size(params), _storage.VECTORS_FILE)
-        rebuilt = _kinds.create(params, index._dim, index._metric.faiss_metric)
-        _kinds.train(rebuilt, params, x, index._seed)
-    else:
-        rebuilt = _kinds.create(params, index._dim, index._metric.faiss_metric)
-    for start, block in iter_row_chunks(vectors, count, index._chunk_size):
+        backend.train(lambda size: _mutation.sample(metric, vectors, count, size, _storage.VECTORS_FILE, seed, chunk_size),
+                      seed, None)
+    for start, block in iter_row_chunks(vectors, count, chunk_size):
         x = to_float32(block, _storage.VECTORS_FILE, start)  # stored vectors are already normalised
-        faiss_call(rebuilt, "add_with_ids", x, ids[start : start + x.shape[0]])
-    index._faiss = rebuilt
+        backend.add(x, ids[start : start + x.shape[0]])
+    return backend
 
 
-def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, metric: Metric) -> faiss.Index:
+def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, metric: Metric) -> Backend:
     """Checksum the exact bytes, then let faiss parse them from memory (never from the path)."""
     name = _storage.FAISS_FILE
     data = _storage.verified_bytes(directory, name, manifest)
@@ -260,7 +250,8 @@ def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, 
         raise VectorIndexError(
             f"{name} could not be parsed ({reason}); restore the index from a good copy"
         ) from None
-    problem = _kinds.structure_problem(index, params, manifest["dim"], metric.faiss_metric)
+    backend = make_backend(params, manifest["dim"], metric.faiss_metric, index)
+    problem = backend.structure_problem()
     if problem:
         raise VectorIndexError(f"{name} {problem}; restore the index from a good copy")
     if index.ntotal != manifest["count"]:
@@ -269,7 +260,5 @@ def _read_faiss(directory: Path, manifest: dict[str, Any], params: IndexParams, 
             f"restore the index from a good copy"
         )
     if on_disk:
-        from .shards import map_lists
-
         map_lists(index, directory / _storage.IVFDATA_FILE)
-    return index
+    return backend

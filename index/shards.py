@@ -31,9 +31,10 @@ from faiss.contrib.ondisk import merge_ondisk
 from . import storage as _storage
 from ._faiss import bounded_faiss_reads
 from .atomic import atomic_directory
-from .outputs import check_output_directory
 from .errors import VectorIndexError
-from .kinds import IVF_KINDS, IndexParams, largest_honest_array
+from .outputs import check_output_directory
+from .backends import largest_honest_array, map_lists  # noqa: F401 (index.shards.map_lists stays importable)
+from .kinds import IVF_KINDS, IndexParams
 from .metadata import SCHEMA, append_saved_rows, load_problem
 from .vector_index import VectorIndex
 
@@ -222,16 +223,3 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
     logger.info("merged %d items from %d shards into %s", count, len(found), out)
     return out
 
-
-def map_lists(index: faiss.Index, path: Path) -> None:
-    """Point a merged index read with IO_FLAG_SKIP_IVF_DATA at its lists.ivfdata and map it read-only."""
-    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
-    if not isinstance(lists, faiss.OnDiskInvertedLists):
-        raise VectorIndexError(f"manifest.json lists {path.name} but {_storage.FAISS_FILE} keeps its lists in "
-                               "memory; restore the index from a good copy")
-    if lists.totsize > path.stat().st_size:
-        raise VectorIndexError(f"{path.name} has {path.stat().st_size} bytes but {_storage.FAISS_FILE} expects "
-                               f"{lists.totsize}; restore the index from a good copy")
-    lists.filename = str(path)
-    lists.read_only = True
-    lists.do_mmap()

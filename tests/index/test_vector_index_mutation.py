@@ -130,7 +130,7 @@ def test_nan_in_late_chunk_leaves_index_unchanged(small: np.ndarray) -> None:
     with pytest.raises(Exception) as excinfo:
         index.add(bad)
     assert_index_error(excinfo, "[90]")
-    assert len(index) == 10 and index._faiss.ntotal == 10 and index.next_id == 10
+    assert len(index) == 10 and index.stored_count == 10 and index.next_id == 10
 
 
 def test_build_refuses_duplicate_keys(small: np.ndarray) -> None:
@@ -160,11 +160,11 @@ def test_remove_errors_remove_nothing(small: np.ndarray) -> None:
 def test_hnsw_tombstones_then_compaction(small: np.ndarray) -> None:
     index = VectorIndex.build(small, kind="hnsw")
     index.remove(ids=np.arange(0, 100))
-    assert index._removed.size == 100 and index._faiss.ntotal == 600  # tombstoned, not rebuilt yet
+    assert index.tombstone_count == 100 and index.stored_count == 600  # tombstoned, not rebuilt yet
     assert index.search(small[:100], 5).ids.min() >= 100
     assert index.range_search(small[0], 100.0)[0].ids.min() >= 100
     index.remove(ids=np.arange(100, 200))  # now a third is dead: graph rebuilt
-    assert index._removed.size == 0 and index._faiss.ntotal == 400
+    assert index.tombstone_count == 0 and index.stored_count == 400
     assert _self_hits(index, small[200:], np.arange(200, 600), 1) >= 0.98
     np.testing.assert_array_equal(index.add(small[:2]), [600, 601])
 
@@ -291,7 +291,7 @@ def test_reserve_then_add_in_chunks_allocates_storage_once(kind: str, small: np.
     index.reserve(n)
     storage = None
     if kind in ("flat", "hnsw"):
-        inner = faiss.downcast_index(index._faiss.index)
+        inner = faiss.downcast_index(index.faiss_index.index)
         storage = faiss.downcast_index(inner.storage) if kind == "hnsw" else inner
         address = faiss.rev_swig_ptr(storage.codes.data(), 1).ctypes.data
     for start in range(first, n, 150):

@@ -148,7 +148,7 @@ def test_k_bounds(small: np.ndarray) -> None:
 def test_missing_hits_are_padded_not_mapped(small: np.ndarray) -> None:
     """An IVF probing one list can return fewer than k hits: -1 must never become a real key."""
     index = VectorIndex.build(small, kind="ivf", nlist=15)
-    index._faiss.nprobe = 1
+    index.faiss_index.nprobe = 1
     result = index.search(small[:50], len(small))
     missing = result.ids == -1
     assert missing.any()
@@ -234,7 +234,7 @@ def test_every_kind_finds_itself(kind: str, small: np.ndarray) -> None:
 def test_set_search_params_round_trip(small: np.ndarray, tmp_path) -> None:
     ivf = VectorIndex.build(small, kind="ivf")
     ivf.set_search_params(nprobe=1)
-    assert ivf.params["nprobe"] == 1 and ivf._faiss.nprobe == 1
+    assert ivf.params["nprobe"] == 1 and ivf.faiss_index.nprobe == 1
     ivf.set_search_params(nprobe=10_000)
     assert ivf.params["nprobe"] == ivf.params["nlist"]  # clipped: probing every list is exact
     np.testing.assert_array_equal(ivf.search(small[:20], 5).ids, top_k(brute_force(small[:20], small, "l2"), 5))

@@ -33,7 +33,7 @@ def check_index(index, version: int | None = None) -> int:
     version = (n - BASE) // STEP if version is None else version
     assert n == BASE + STEP * version, f"{n} items is not a whole version"
     assert index.info.get("version") == version, f"manifest says version {index.info.get('version')}, data {version}"
-    assert index._faiss.ntotal == n == index._meta.count_rows(), "vectors and metadata rows disagree"
+    assert index.stored_count == n == index.count_metadata_rows(), "vectors and metadata rows disagree"
     ids = index.ids
     assert np.array_equal(ids, np.arange(n))
     stored = np.concatenate([chunk for _, chunk in index.iter_vectors()])

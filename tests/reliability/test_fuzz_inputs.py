@@ -102,7 +102,7 @@ def snapshot(index: VectorIndex):
 
 
 def assert_consistent(index: VectorIndex) -> None:
-    assert len(index) == index._faiss.ntotal - index._removed.size == index._meta.count_rows()
+    assert len(index) == index.stored_count - index.tombstone_count == index.count_metadata_rows()
 
 
 def assert_unchanged(index: VectorIndex, before) -> None:
