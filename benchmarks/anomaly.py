@@ -36,7 +36,7 @@ def main() -> None:
 
     from index import VectorIndex
     from siamese import AutoencoderConfig, TrainConfig, embed, load_items, pretrain
-    from siamese.anomaly import score_items
+    from siamese.inference.anomaly import score_items
 
     torch.set_num_threads(2)
     items = load_items(f"mnist-idx:{ROOT / 'tests' / 'data' / 'mnist'}")

@@ -59,8 +59,8 @@ def compression_rows(models: Path, train_items, queries, epochs: int) -> list[di
     import torch
 
     from siamese import embed, load_codes, save_codes
-    from siamese.codes import bytes_per_item
-    from siamese.evaluate import knn_accuracy
+    from siamese.inference.codes import bytes_per_item
+    from siamese.retrieval.evaluate import knn_accuracy
 
     raw_train, raw_query = train_items.x.flatten(1).numpy(), queries.x.flatten(1).numpy()
     raw_acc = knn_accuracy(raw_train, train_items.labels, raw_query, queries.labels, k=5)
@@ -83,7 +83,7 @@ def compression_rows(models: Path, train_items, queries, epochs: int) -> list[di
 
 
 def denoising_rows(models: Path, train_items, queries, epochs: int) -> list[dict]:
-    from siamese.denoise import psnr, reconstruct_items
+    from siamese.inference.reconstruct import psnr, reconstruct_items
 
     rows = []
     for name in DENOISERS:

@@ -72,9 +72,9 @@ def evaluate(name: str, model, train, queries, known_train: np.ndarray, calib_ma
     from sklearn.metrics import roc_auc_score
 
     from siamese import embed
-    from siamese.calibration import calibrate_distances, model_pair_distances
-    from siamese.openset import predict_open_set, reconstruction_threshold
-    from siamese.pairs import pairs_from_labels
+    from siamese.retrieval.calibration import calibrate_distances, model_pair_distances
+    from siamese.retrieval.openset import predict_open_set, reconstruction_threshold
+    from siamese.data.pairs import pairs_from_labels
 
     codes, _ = train.label_codes()
     pairs = pairs_from_labels(np.where(calib_mask, codes, -1))  # all same pairs and as many different ones
@@ -139,8 +139,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from siamese import TrainConfig, load_items, load_model
-    from siamese.finetune import finetune
-    from siamese.pairs import select_per_class
+    from siamese.training.finetune import finetune
+    from siamese.data.pairs import select_per_class
 
     started = time.perf_counter()
     items = load_items(MNIST)

@@ -2,7 +2,7 @@
 
 Protocol of benchmarks/quality.py: the first 8000 items of MNIST t10k train (10 labelled items
 per class, seeds 0, 1, 2; the rest unlabelled), the last 2000 are queries; kNN (k=5) accuracy of
-the queries against the 8000 and MAP@R (siamese.evaluate.score_embeddings). Both arms start from
+the queries against the 8000 and MAP@R (siamese.retrieval.evaluate.score_embeddings). Both arms start from
 the pretrained denoising autoencoder d=32 and fine-tune 10 epochs with the default FinetuneConfig;
 the pseudo-pair arm adds PseudoPairConfig() (mutual 5-NN below the median distance as positives,
 as many random pairs beyond the 0.9 distance quantile as negatives, mined once in the pretrained
@@ -33,8 +33,8 @@ SEEDS = (0, 1, 2)
 def pseudo_row(seed: int, work: Path, epochs: int, config) -> dict:
     """Fine-tune with pseudo-pairs (cached in work/pseudo) and score like quality.py."""
     from siamese import TrainConfig, embed, load_model
-    from siamese.evaluate import score_embeddings
-    from siamese.finetune import FinetuneConfig, finetune
+    from siamese.retrieval.evaluate import score_embeddings
+    from siamese.training.finetune import FinetuneConfig, finetune
 
     result_path = work / "pseudo" / f"ft-10pc-pseudo-s{seed}.json"
     if result_path.exists():
@@ -58,8 +58,8 @@ def pseudo_row(seed: int, work: Path, epochs: int, config) -> dict:
 def purity(work: Path, config) -> dict:
     """How often the pairs mined in the pretrained space agree with the true labels."""
     from siamese import embed, load_model
-    from siamese.pairs import select_per_class
-    from siamese.pseudo_pairs import mine_pseudo_pairs
+    from siamese.data.pairs import select_per_class
+    from siamese.training.pseudo_pairs import mine_pseudo_pairs
 
     train_items, _ = split()
     model = load_model(work / "full" / "models" / "ae-denoising-32")
@@ -81,7 +81,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from siamese.pseudo_pairs import PseudoPairConfig
+    from siamese.training.pseudo_pairs import PseudoPairConfig
 
     config = PseudoPairConfig()
     started = time.perf_counter()

@@ -67,7 +67,7 @@ def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool 
 
     torch.set_num_threads(1)
     from siamese import AutoencoderConfig, TrainConfig, embed, load_model, pretrain
-    from siamese.finetune import FinetuneConfig, finetune
+    from siamese.training.finetune import FinetuneConfig, finetune
 
     result_path = work / "results" / f"{row.name}.json"
     if result_path.exists():
@@ -104,7 +104,7 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
 
     if train_only:
         return {"row": row.name}
-    from siamese.evaluate import score_embeddings
+    from siamese.retrieval.evaluate import score_embeddings
 
     history = [line.split(",") for line in (model_dir / "history.csv").read_text().splitlines()]
     header, rows = history[0], history[1:]
@@ -122,7 +122,7 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
 def baselines() -> list[dict]:
     from sklearn.decomposition import PCA
 
-    from siamese.evaluate import score_embeddings
+    from siamese.retrieval.evaluate import score_embeddings
 
     train_items, queries = split()
     raw_train, raw_query = train_items.x.flatten(1).numpy(), queries.x.flatten(1).numpy()

@@ -9,9 +9,9 @@ machine where absolute times are not.
     python benchmarks/speed.py --only knn   # one group: train, embed, search, knn, auto, build, demo
 
 Rows (ratio = ours / baseline unless the target says otherwise):
-  train pretrain / finetune   seconds per optimizer step of `siamese.pretrain` / `finetune` (train.fit)
+  train pretrain / finetune   seconds per optimizer step of `siamese.training.pretrain` / `finetune` (train.fit)
                               vs a bare torch loop with the same model, batches, AdamW and clipping
-  embed                       items/s of `siamese.embed` vs `model.encode` under inference_mode
+  embed                       items/s of `siamese.inference.embed` vs `model.encode` under inference_mode
   search <kind>               `VectorIndex.search` vs the same faiss index searched directly
   knn predict                 `KNNClassifier.predict` vs sklearn KNeighborsClassifier(brute)
   auto                        QPS of the `auto` index vs exact flat search (faiss IndexFlatL2), with recall@10
@@ -191,9 +191,9 @@ def bare_pretrain(items, config, train):
     """What a user would write by hand: the same model, batches, AdamW, clipping and loss."""
     import torch
 
-    from siamese.autoencoders import Autoencoder
-    from siamese.items import as_model_input
-    from siamese.pretrain import split_validation
+    from siamese.models.autoencoder import Autoencoder
+    from siamese.models.model_input import as_model_input
+    from siamese.training.pretrain import split_validation
 
     torch.manual_seed(train.seed)
     model = Autoencoder(config, config.network(items.item_shape))
@@ -227,10 +227,10 @@ def bare_finetune(model, items, codes, config, train):
     """finetune's step by hand: reconstruction over unlabelled + labelled items, PML loss on the labelled."""
     import torch
 
-    from siamese.augment import random_affine
-    from siamese.finetune import build_loss
-    from siamese.items import as_model_input
-    from siamese.pretrain import split_validation
+    from siamese.data.augment import random_affine
+    from siamese.training.finetune import build_loss
+    from siamese.models.model_input import as_model_input
+    from siamese.training.pretrain import split_validation
 
     tuned = copy.deepcopy(model)
     x = as_model_input(tuned, items)
@@ -270,8 +270,8 @@ def bare_finetune(model, items, codes, config, train):
 def bench_training(sizes: Sizes) -> tuple[list[Row], dict]:
     """Pretrain and fine-tune step time through our loop vs the bare loops above (same weights out)."""
     from siamese import AutoencoderConfig, FinetuneConfig, TrainConfig, finetune, pretrain
-    from siamese.finetune import resolve_labels
-    from siamese.pairs import select_per_class
+    from siamese.training.finetune import resolve_labels
+    from siamese.data.pairs import select_per_class
 
     items = _train_items(sizes)
     config = AutoencoderConfig(variant="denoising", latent_dim=32, arch=sizes.train_arch, widths=sizes.train_widths)
@@ -310,7 +310,7 @@ def bench_embed(sizes: Sizes, model=None) -> list[Row]:
     import torch
 
     from siamese import AutoencoderConfig, embed
-    from siamese.autoencoders import Autoencoder
+    from siamese.models.autoencoder import Autoencoder
 
     if model is None:
         config = AutoencoderConfig(variant="denoising", latent_dim=32)
@@ -511,7 +511,7 @@ def write_build_inputs(sizes: Sizes, workdir: Path) -> tuple[Path, Path, int]:
     import torch
 
     from siamese import AutoencoderConfig, save_model
-    from siamese.autoencoders import Autoencoder
+    from siamese.models.autoencoder import Autoencoder
 
     npy = workdir / "items.npy"
     rng = np.random.default_rng(4)

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from index import VectorIndex
 from siamese import AutoencoderConfig, TrainConfig, embed, load_items, pretrain
-from siamese.anomaly import score_items
+from siamese.inference.anomaly import score_items
 
 
 def main() -> None:

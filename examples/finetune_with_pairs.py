@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from siamese import AutoencoderConfig, TrainConfig, embed, load_items, pretrain
-from siamese.evaluate import knn_accuracy
-from siamese.finetune import FinetuneConfig, finetune
-from siamese.pairs import pairs_from_labels, select_per_class, write_pairs_csv
+from siamese.retrieval.evaluate import knn_accuracy
+from siamese.training.finetune import FinetuneConfig, finetune
+from siamese.data.pairs import pairs_from_labels, select_per_class, write_pairs_csv
 
 
 def main() -> None:

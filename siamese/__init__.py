@@ -6,21 +6,21 @@ pairs, and search, classify and score items with a FAISS index (the `index` pack
 
 __version__ = "0.2.0"
 
-from .autoencoders import VARIANTS, Autoencoder, AutoencoderConfig  # noqa: E402
-from .bundle import Bundle, export_bundle, load_bundle  # noqa: E402
-from .calibration import Calibration, calibrate, load_calibration, save_calibration  # noqa: E402
-from .checkpoint import load_model, save_model  # noqa: E402
-from .codes import load_codes, save_codes, write_codes  # noqa: E402
-from .data import ItemSet, Normalization, load_items  # noqa: E402
-from .denoise import reconstruct_to_dir  # noqa: E402
-from .embed import embed, reconstruct  # noqa: E402
+from .models.autoencoder import VARIANTS, Autoencoder, AutoencoderConfig  # noqa: E402
+from .retrieval.bundle import Bundle, export_bundle, load_bundle  # noqa: E402
+from .retrieval.calibration import Calibration, calibrate, load_calibration, save_calibration  # noqa: E402
+from .models.checkpoint import load_model, save_model  # noqa: E402
+from .inference.codes import load_codes, save_codes, write_codes  # noqa: E402
+from .data.loading import ItemSet, Normalization, load_items  # noqa: E402
+from .inference.reconstruct import reconstruct_to_dir  # noqa: E402
+from .inference.embed import embed, reconstruct  # noqa: E402
 from .errors import SiameseError  # noqa: E402
-from .finetune import FinetuneConfig, finetune  # noqa: E402
-from .generate import latent_manifold, sample  # noqa: E402
-from .indexing import add_items, build_index, open_index, rebuild_index  # noqa: E402
-from .models import NetworkConfig  # noqa: E402
-from .pretrain import pretrain  # noqa: E402
-from .train import TrainConfig  # noqa: E402
+from .training.finetune import FinetuneConfig, finetune  # noqa: E402
+from .inference.generate import latent_manifold, sample  # noqa: E402
+from .retrieval.indexing import add_items, build_index, open_index, rebuild_index  # noqa: E402
+from .models.networks import NetworkConfig  # noqa: E402
+from .training.pretrain import pretrain  # noqa: E402
+from .training.loop import TrainConfig  # noqa: E402
 
 __all__ = [
     "Bundle", "Calibration", "calibrate", "export_bundle", "load_bundle", "load_calibration", "rebuild_index",

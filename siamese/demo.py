@@ -21,17 +21,17 @@ from index.propagation import propagated_index
 from index.atomic import atomic_file
 from index.outputs import claim_output_directory
 
-from .anomaly import score_items
-from .autoencoders import AutoencoderConfig
-from .data import load_items
-from .embed import embed, reconstruct
+from .inference.anomaly import score_items
+from .models.autoencoder import AutoencoderConfig
+from .data.loading import load_items
+from .inference.embed import embed, reconstruct
 from .errors import SiameseError
-from .evaluate import knn_accuracy
-from .data import read_labels_csv
-from .finetune import FinetuneConfig, finetune
-from .indexing import build_index
-from .pretrain import pretrain
-from .train import TrainConfig
+from .retrieval.evaluate import knn_accuracy
+from .data.loading import read_labels_csv
+from .training.finetune import FinetuneConfig, finetune
+from .retrieval.indexing import build_index
+from .training.pretrain import pretrain
+from .training.loop import TrainConfig
 
 LOG = logging.getLogger(__name__)
 CLASSIFY_ROW = "fine-tuned + label propagation"

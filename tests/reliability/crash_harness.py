@@ -22,13 +22,13 @@ import reliability_lib as lib
 
 
 def save_model_version(target: Path, version: int) -> None:
-    from siamese.checkpoint import save_model
+    from siamese.models.checkpoint import save_model
 
     save_model(lib.model_version(version), target)
 
 
 def read_model_version(target: Path) -> int:
-    from siamese.checkpoint import load_model
+    from siamese.models.checkpoint import load_model
 
     model = load_model(target)  # verifies the fingerprint of the weights against config.json
     version = model.info["version"]

@@ -52,8 +52,8 @@ def main() -> None:
 
     from reliability_lib import model_version
     from siamese import embed
-    from siamese.data import iter_item_chunks
-    from siamese.indexing import build_index
+    from siamese.data.loading import iter_item_chunks
+    from siamese.retrieval.indexing import build_index
 
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from index import KNNClassifier, VectorIndex, VectorIndexError
 from reliability_lib import model_version
 from siamese import SiameseError, build_index, embed, load_items
-from siamese.cli import main
-from siamese.data import read_labels_csv
-from siamese.pairs import read_pairs_csv
+from siamese.cli.main import main
+from siamese.data.loading import read_labels_csv
+from siamese.data.pairs import read_pairs_csv
 
 LIBRARY_ERRORS = (SiameseError, VectorIndexError)
 

@@ -115,8 +115,8 @@ def _huge(path: Path) -> None:
 def _model_fingerprint_of(directory: Path, change: Callable[[dict], object]) -> None:
     """Edit config.json and rewrite its fingerprint as the edited model's own."""
     from siamese import load_model
-    from siamese.checkpoint import fingerprint
-    from siamese.models import NetworkConfig
+    from siamese.models.checkpoint import fingerprint
+    from siamese.models.networks import NetworkConfig
 
     model = load_model(directory)
     record = json.loads((directory / "config.json").read_text())
@@ -128,7 +128,7 @@ def _model_fingerprint_of(directory: Path, change: Callable[[dict], object]) -> 
 
 def _calibration(model_fingerprint: str, metric: str):
     """A calibration that calls every pair "same" (threshold 1e9)."""
-    from siamese.calibration import Calibration
+    from siamese.retrieval.calibration import Calibration
 
     return Calibration(threshold=1e9, metric=metric, target="f1", auc=1.0, average_precision=1.0, eer=0.0,
                        precision=1.0, recall=1.0, f1=1.0, false_positive_rate=0.0, n_pairs=2, n_positive=1,
@@ -240,7 +240,7 @@ def _tiny_training(directory: Path | None = None):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     if directory is not None:
-        from siamese.train import TrainState, save_checkpoint
+        from siamese.training.loop import TrainState, save_checkpoint
 
         save_checkpoint(directory, TrainState(epoch=1, step=2, history=[{"loss": 1.0}]), model, optimizer, generator)
     return model, optimizer, generator
@@ -251,8 +251,8 @@ def _load(kind: str, path: Path) -> list[str]:
     nothing (a refused case raises at its first step)."""
     from index import VectorIndex
     from siamese import load_bundle, load_model
-    from siamese.calibration import load_calibration
-    from siamese.train import load_checkpoint
+    from siamese.retrieval.calibration import load_calibration
+    from siamese.training.loop import load_checkpoint
 
     if kind == "index":
         passed = []
@@ -278,7 +278,7 @@ def _command(argv: list[str]) -> dict:
     import contextlib
     import io
 
-    from siamese.cli import main
+    from siamese.cli.main import main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -353,7 +353,7 @@ def _base_artifacts(root: Path) -> dict[str, Path]:
     from index import VectorIndex
     from reliability_lib import model_version
     from siamese import Autoencoder, AutoencoderConfig, export_bundle
-    from siamese.calibration import save_calibration
+    from siamese.retrieval.calibration import save_calibration
 
     model = model_version(1)
     model.save(root / "model")

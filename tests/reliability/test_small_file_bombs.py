@@ -138,8 +138,8 @@ CASES = {
 _RUNNER = r"""
 import json, os, resource, sys
 os.chdir(sys.argv[1])
-from siamese.cli import main
-import siamese.checkpoint, siamese.codes, siamese.indexing, siamese.calibration, siamese.data  # import once
+from siamese.cli.main import main
+import siamese.models.checkpoint, siamese.inference.codes, siamese.retrieval.indexing, siamese.retrieval.calibration, siamese.data.loading  # import once
 results = {}
 for name, argv in json.loads(sys.argv[2]).items():
     err = f"stderr-{len(results)}.txt"
@@ -196,8 +196,8 @@ def test_npz_bomb_with_limit_reads_only_the_rows_needed(cli_results, hostile):
 
 def test_api_refuses_in_one_line(hostile, tally):
     from siamese import load_items
-    from siamese.labels import read_labels_csv
-    from siamese.pairs import read_pairs_csv
+    from siamese.data.labels import read_labels_csv
+    from siamese.data.pairs import read_pairs_csv
 
     calls = {
         "png": lambda: load_items(hostile / "huge.png", image_size=8),
@@ -233,7 +233,7 @@ def test_max_pixels_is_a_bound_the_caller_sets(tmp_path):
 def test_only_the_first_frame_of_an_animated_image_is_decoded(hostile, tmp_path):
     from PIL import Image
 
-    from siamese.image_decode import decode_image_file
+    from siamese.data.sources.image_decode import decode_image_file
 
     frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (40, 120, 200)]
     for ext in ("gif", "png", "webp"):  # GIF, APNG, animated WebP

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from siamese import SiameseError
-from siamese.autoencoders import (
+from siamese.models.autoencoder import (
     VARIANTS,
     Autoencoder,
     AutoencoderConfig,
@@ -12,9 +12,9 @@ from siamese.autoencoders import (
     keep_top_k,
     kl_to_standard_normal,
 )
-from siamese.augment import corrupt, parse_noise, random_affine
-from siamese.models import NetworkConfig
-from siamese.train import TrainConfig, fit, shuffled_batches, steps_for
+from siamese.data.augment import corrupt, parse_noise, random_affine
+from siamese.models.networks import NetworkConfig
+from siamese.training.loop import TrainConfig, fit, shuffled_batches, steps_for
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (20,)]
 

@@ -10,7 +10,7 @@ import pytest
 
 from index import VectorIndex, VectorIndexError
 from siamese import SiameseError, export_bundle, load_bundle, load_model
-from siamese.cli import main
+from siamese.cli.main import main
 
 import tiny_workspace
 
@@ -49,7 +49,7 @@ def test_round_trip_gives_identical_search_results_in_a_fresh_process(workspace,
     bundle = load_bundle(tmp_path / "bundle")
     here = bundle.search(workspace / "queries", k=4)
     from siamese import embed, load_items
-    from siamese.items import model_normalization
+    from siamese.models.model_input import model_normalization
 
     model = load_model(workspace / "tuned")
     queries = load_items(str(workspace / "queries"), normalization=model_normalization(model), channels=1)

@@ -9,10 +9,10 @@ import torch
 
 from index import VectorIndex
 from siamese import SiameseError, load_model, save_model
-from siamese.calibration import (
+from siamese.retrieval.calibration import (
     CALIBRATION_FILE, calibrate_distances, load_calibration, pair_distances, save_calibration,
 )
-from siamese.cli import main
+from siamese.cli.main import main
 
 import tiny_workspace
 

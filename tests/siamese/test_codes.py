@@ -9,8 +9,8 @@ import torch
 from torchvision.io import write_png
 
 from siamese import Autoencoder, AutoencoderConfig, SiameseError, embed, load_codes, load_items, write_codes
-from siamese.cli import main
-from siamese.codes import Quantization, dequantize, quantize, save_codes
+from siamese.cli.main import main
+from siamese.inference.codes import Quantization, dequantize, quantize, save_codes
 
 MNIST = f"mnist-idx:{Path(__file__).resolve().parents[1] / 'data' / 'mnist'}"
 N = 30
@@ -67,7 +67,7 @@ def run(capsys, *args):
 
 def expected(models, sources, kind):
     from siamese import load_model
-    from siamese.items import model_normalization
+    from siamese.models.model_input import model_normalization
 
     source, limit = sources[kind]
     model = load_model(models[MODEL_OF[kind]])

@@ -1,4 +1,4 @@
-"""siamese.data: every source kind, normalisation, validation errors and chunked loading."""
+"""siamese.data.loading: every source kind, normalisation, validation errors and chunked loading."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from siamese.data import (ItemSet, Normalization, describe_source, iter_item_chunks, load_items,
+from siamese.data.loading import (ItemSet, Normalization, describe_source, iter_item_chunks, load_items,
                           read_labels_csv)
 from siamese.errors import SiameseError
 
@@ -138,7 +138,7 @@ def test_corrupt_image_raise_or_skip(tmp_path: Path, caplog: pytest.LogCaptureFi
     (tmp_path / "e.png").write_bytes(trunc[: len(trunc) // 2])  # header fine, pixels cut off
     _raises(lambda: load_items(tmp_path), "b.png", "on_error='skip'")
     _raises(lambda: load_items(tmp_path, channels=1, image_size=6), "b.png")  # no header pass: decode fails
-    with caplog.at_level(logging.WARNING, logger="siamese.data"):
+    with caplog.at_level(logging.WARNING, logger="siamese.data.loading"):
         items = load_items(tmp_path, on_error="skip")
     assert items.keys == ["a.png", "c.png"]
     assert "skipped 2 unreadable image files" in caplog.text
@@ -379,7 +379,7 @@ def test_iter_item_chunks_skips_bad_files_and_validates_eagerly(tmp_path: Path,
     for name in ("a.png", "b.png", "d.png"):
         _img(tmp_path / name, _gray())
     (tmp_path / "c.png").write_bytes(b"junk")
-    with caplog.at_level(logging.WARNING, logger="siamese.data"):
+    with caplog.at_level(logging.WARNING, logger="siamese.data.loading"):
         stream = iter_item_chunks(tmp_path, 2, on_error="skip", channels=1, image_size=(6, 5))
         chunks = list(stream)
     assert [c.keys for c in chunks] == [["a.png", "b.png"], ["d.png"]]

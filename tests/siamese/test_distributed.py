@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from siamese import AutoencoderConfig, TrainConfig, load_items, load_model, pretrain
-from siamese.autoencoders import Autoencoder
-from siamese.checkpoint import CHECKPOINT_DIR
-from siamese.finetune import FinetuneConfig, finetune
+from siamese.models.autoencoder import Autoencoder
+from siamese.models.checkpoint import CHECKPOINT_DIR
+from siamese.training.finetune import FinetuneConfig, finetune
 
 WORLD = 2
 TOLERANCE = 2e-4  # float summation order differs between 1 and 2 processes
@@ -45,8 +45,9 @@ WORKER = textwrap.dedent("""
     import numpy as np, torch
     sys.path.insert(0, sys.argv[2])
     import test_distributed as t
-    from siamese import distributed, load_model, pretrain
-    from siamese.finetune import finetune
+    from siamese import load_model, pretrain
+    from siamese.training import distributed
+    from siamese.training.finetune import finetune
 
     torch.set_num_threads(1)
     root = Path(sys.argv[1])

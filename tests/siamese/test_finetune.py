@@ -6,8 +6,8 @@ import torch
 from pytorch_metric_learning.losses import ContrastiveLoss
 
 from siamese import AutoencoderConfig, SiameseError, TrainConfig, embed, load_items, load_model, pretrain
-from siamese.finetune import LOSSES, FinetuneConfig, finetune
-from siamese.pairs import pairs_from_labels, write_pairs_csv
+from siamese.training.finetune import LOSSES, FinetuneConfig, finetune
+from siamese.data.pairs import pairs_from_labels, write_pairs_csv
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_explicit_pair_file_is_honoured_exactly(two_clusters, pretrained, tmp_pa
 
     import sys
 
-    module = sys.modules["siamese.finetune"]  # the package re-exports a function of the same name
+    module = sys.modules["siamese.training.finetune"]  # the package re-exports a function of the same name
 
     seen = set()
     original = module.sample_pair_batch

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese.data import iter_item_chunks, load_items
+from siamese.data.loading import iter_item_chunks, load_items
 from siamese.errors import SiameseError
-from siamese.source_arrays import RowKeys, npy_reader
+from siamese.data.sources.arrays import RowKeys, npy_reader
 
 RNG = np.random.default_rng(3)
 

@@ -5,8 +5,8 @@ import pytest
 
 from index import KNNClassifier, VectorIndex
 from siamese import SiameseError, embed
-from siamese.anomaly import reconstruction_scores
-from siamese.openset import index_distance_quantile, predict_open_set, reconstruction_threshold
+from siamese.inference.anomaly import reconstruction_scores
+from siamese.retrieval.openset import index_distance_quantile, predict_open_set, reconstruction_threshold
 
 
 @pytest.fixture(scope="module")

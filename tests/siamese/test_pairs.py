@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from siamese import SiameseError
-from siamese.pairs import (
+from siamese.data.pairs import (
     make_pairs,
     pairs_from_labels,
     read_pairs_csv,

@@ -9,9 +9,10 @@ from matplotlib.image import imread
 
 from matplotlib.figure import Figure
 
-from siamese import SiameseError, plot_charts, plot_common, plot_grids, plots
-from siamese.plot_common import _sorted_labels
-from siamese.plot_grids import _as_displayable
+from siamese import SiameseError, plots
+from siamese.plots import charts as plot_charts, common as plot_common, grids as plot_grids
+from siamese.plots.common import _sorted_labels
+from siamese.plots.grids import _as_displayable
 from siamese.plots import (
     plot_curves,
     plot_image_grid,
@@ -123,14 +124,14 @@ def test_latent_2d(tmp_path, with_labels):
 def test_latent_projected(tmp_path, method, caplog):
     z, labels = clustered(100, 10)
     labels[::7] = [None] * len(labels[::7])
-    with caplog.at_level(logging.INFO, logger="siamese.plot_charts"):
+    with caplog.at_level(logging.INFO, logger="siamese.plots.charts"):
         assert_png(plot_latent(z, labels, tmp_path / "latent.png", method=method, title="test"))
     assert f"with {method}" in caplog.text
 
 
 def test_latent_auto_uses_pca_beyond_max_points_and_subsamples(tmp_path, caplog):
     z, labels = clustered(300, 5)
-    with caplog.at_level(logging.INFO, logger="siamese.plot_charts"):
+    with caplog.at_level(logging.INFO, logger="siamese.plots.charts"):
         assert_png(plot_latent(z, labels, tmp_path / "latent.png", max_points=120))
     assert "subsample of 120 of 300" in caplog.text and "with pca" in caplog.text
 
@@ -188,7 +189,7 @@ def test_roc(tmp_path, higher_is_positive, caplog):
     rng = np.random.default_rng(0)
     positive = np.arange(100) < 40
     distances = np.where(positive, rng.normal(0.5, 0.3, 100), rng.normal(1.5, 0.3, 100))
-    with caplog.at_level(logging.INFO, logger="siamese.plot_charts"):
+    with caplog.at_level(logging.INFO, logger="siamese.plots.charts"):
         assert_png(plot_roc(distances, positive, tmp_path / "roc.png", threshold=1.0,
                             higher_is_positive=higher_is_positive))
     auc = float(caplog.text.split("ROC AUC ")[1].split()[0])

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from siamese import AutoencoderConfig, SiameseError, TrainConfig, embed, load_items, load_model, pretrain
-from siamese.train import lr_at
+from siamese.training.loop import lr_at
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_same_seed_same_weights_other_seed_differs(tiny_images):
 def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_images, tmp_path, monkeypatch):
     full = pretrain(tiny_images, CONFIG, TRAIN, out=tmp_path / "full", progress=False)
 
-    import siamese.train as train_module
+    import siamese.training.loop as train_module
 
     calls = {"n": 0}
     original = train_module.nn.utils.clip_grad_norm_

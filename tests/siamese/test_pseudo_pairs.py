@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from siamese import AutoencoderConfig, SiameseError, TrainConfig, load_items, pretrain
-from siamese.finetune import FinetuneConfig, finetune
-from siamese.pairs import select_per_class
-from siamese.pseudo_pairs import PseudoPairConfig, PseudoPairTerm, mine_pseudo_pairs, mutual_neighbours
+from siamese.training.finetune import FinetuneConfig, finetune
+from siamese.data.pairs import select_per_class
+from siamese.training.pseudo_pairs import PseudoPairConfig, PseudoPairTerm, mine_pseudo_pairs, mutual_neighbours
 
 
 def clusters(n=100, d=8, gap=10.0, seed=0):
@@ -86,7 +86,7 @@ def test_cli_flags(tmp_path_factory, tmp_path, capsys):
     import json
 
     import tiny_workspace
-    from siamese.cli import main
+    from siamese.cli.main import main
 
     root = tiny_workspace.shared(tmp_path_factory)
     code = main(["finetune", str(root / "model"), str(root / "images"), "--labels", "items", "--labels-per-class", "3",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from siamese import AutoencoderConfig, TrainConfig, embed, load_items, pretrain
-from siamese.evaluate import knn_accuracy
-from siamese.finetune import finetune
+from siamese.retrieval.evaluate import knn_accuracy
+from siamese.training.finetune import finetune
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
 

@@ -1,0 +1,363 @@
+"""CLI commands that work with an index: index build/add/info, query, classify, anomaly, plot."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from index.atomic import atomic_file
+
+from .main import (Subcommands, add_data_options, add_index_open_options, add_output_dir_option, add_output_file_option,
+                  command, data_kwargs, load_data, source_options)
+from ..errors import SiameseError
+
+
+def _model(path: str):
+    from ..models.checkpoint import load_model
+
+    return load_model(path)
+
+
+def _index_for(path: str, model, args: argparse.Namespace):
+    from ..retrieval.indexing import open_index
+
+    return open_index(path, model, force=args.force, untrusted=args.untrusted)
+
+
+@command("index build")
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from ..retrieval.calibration import find_calibration
+    from ..retrieval.indexing import build_index
+
+    if args.shard or args.template:
+        from .shards import cmd_index_build_shard
+
+        return cmd_index_build_shard(args)
+    model = _model(args.model)
+    index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
+                        progress=not args.quiet, calibration=find_calibration(args.model, model),
+                        **source_options(args))
+    index.info = {**index.info, "source": _source_record(args.data)}
+    index.save(args.out, overwrite=args.overwrite)
+    print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
+          f"{int(np.sum(index.labels_for_ids(index.ids) != None))} labelled) -> {args.out}")  # noqa: E711
+    return 0
+
+
+@command("index add")
+def cmd_index_add(args: argparse.Namespace) -> int:
+    from ..retrieval.indexing import add_to_saved_index
+
+    model = _model(args.model)
+    index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
+                                      labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
+                                      **source_options(args))
+    print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
+    return 0
+
+
+@command("index info")
+def cmd_index_info(args: argparse.Namespace) -> int:
+    from index import VectorIndex
+
+    index = VectorIndex.load(args.index, untrusted=args.untrusted)
+    labels = index.labels_for_ids(index.ids)
+    counts = Counter(label for label in labels if label is not None)
+    record = {"path": args.index, "count": len(index), "dim": index.dim, "metric": index.metric,
+              "kind": index.kind, "model_fingerprint": index.model_fingerprint,
+              "labelled": int(sum(counts.values())), "classes": dict(sorted(counts.items())), **index.info}
+    if args.json:
+        print(json.dumps(record, default=str))
+    else:
+        for key, value in record.items():
+            print(f"{key:>18}: {value}")
+    return 0
+
+
+def _source_record(source: str) -> str:
+    path = Path(source)
+    return str(path.resolve()) if path.exists() else source
+
+
+def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray | None:
+    """Images of indexed items for plots, read back from the source recorded in the index."""
+    from ..data.loading import load_items
+
+    source = index.info.get("source")
+    if not source:
+        return None
+    options = {**data_kwargs(args, model), "limit": None}
+    flat = [str(k) for k in keys.ravel()]
+    if Path(source).is_dir():
+        items = load_items([str(Path(source) / k) for k in flat], **options)
+        return items.x.numpy().reshape(*keys.shape, *items.item_shape)
+    items = load_items(source, **options)
+    position = {key: i for i, key in enumerate(items.keys)}
+    return items.x[[position[k] for k in flat]].numpy().reshape(*keys.shape, *items.item_shape)
+
+
+@command("query")
+def cmd_query(args: argparse.Namespace) -> int:
+    from ..data.loading import load_items
+    from ..inference.embed import embed
+
+    model = _model(args.model)
+    index = _index_for(args.index, model, args)
+    if bool(args.items) == bool(args.key):
+        raise SiameseError("give item files to query with, or --key KEY of an indexed item (not both)")
+    if args.k < 1:
+        raise SiameseError(f"-k must be at least 1, got {args.k}")
+    if args.key:
+        vectors, names, query_x = index.get(args.key), list(args.key), None
+        k = args.k + 1  # the item itself comes back first
+    else:
+        queries = load_items(args.items, **data_kwargs(args, model))
+        vectors, names, query_x, k = embed(model, queries), queries.keys, queries.x.numpy(), args.k
+    hits = index.search(vectors, k)
+    ids, keys, labels, distances = hits.ids, hits.keys, hits.labels, hits.distances
+    if args.key:
+        keep = keys != np.asarray(names, dtype=object)[:, None]
+        ids, keys, labels, distances = (np.stack([row[m][:args.k] for row, m in zip(a, keep)])
+                                        for a in (ids, keys, labels, distances))
+    results = [{"query": name, "neighbors": [
+        {"rank": r + 1, "id": int(i), "key": str(kk), "label": lab, "distance": float(d)}
+        for r, (i, kk, lab, d) in enumerate(zip(ids[q], keys[q], labels[q], distances[q]))]}
+        for q, name in enumerate(names)]
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for result in results:
+            print(f"query {result['query']}:")
+            for hit in result["neighbors"]:
+                label = f"  label {hit['label']}" if hit["label"] is not None else ""
+                print(f"  {hit['rank']:>3}. {hit['key']:<40} distance {hit['distance']:.4f}{label}")
+    if args.plot:
+        from ..plots import plot_neighbors
+
+        neighbours = _items_by_keys(index, keys, model, args)
+        if neighbours is None:
+            raise SiameseError("this index does not record where its items came from; cannot plot them")
+        if query_x is None:
+            query_x = _items_by_keys(index, np.asarray(names, dtype=object)[:, None], model, args)[:, 0]
+        plot_neighbors(query_x, neighbours, args.plot, distances=distances, neighbor_labels=labels,
+                       title=f"{len(names)} queries and their {args.k} nearest items")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+@command("classify")
+def cmd_classify(args: argparse.Namespace) -> int:
+    from index import KNNClassifier
+
+    from . import verify as cli_verify
+    from ..inference.embed import embed
+
+    model = _model(args.model)
+    index = _index_for(args.index, model, args)
+    items = load_data(args, args.data, model, labels=args.labels)
+    n_labelled = int(sum(1 for v in index.labels_for_ids(index.ids) if v is not None))
+    propagate = args.propagate == "on" or (args.propagate == "auto" and n_labelled < len(index) / 2)
+    if propagate:
+        from index.propagation import propagated_index
+
+        index = propagated_index(index, k=args.propagate_k)
+        print(f"propagated {n_labelled} labels over the {args.propagate_k}-nearest-neighbour graph of the "
+              f"{len(index)} indexed items")
+    classifier = KNNClassifier(index, k=args.k, weights=args.weights, unknown=args.unknown_label,
+                               max_distance=cli_verify.unknown_distance(args, model, index))
+    z = embed(model, items, progress=not args.quiet)
+    proba = classifier.predict_proba(z)
+    classes = np.asarray(classifier.classes_, dtype=object)
+    predicted = cli_verify.open_set_labels(args, model, index, classifier, items, z, classes[np.argmax(proba, axis=1)])
+    confidence = proba.max(axis=1)
+    if args.out:
+        with atomic_file(args.out, "w", suffixes=(".csv",)) as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["key", "predicted", "confidence"] + (["label"] if items.has_labels else []))
+            for i, key in enumerate(items.keys):
+                row = [key, predicted[i], f"{confidence[i]:.4f}"]
+                writer.writerow(row + ([items.labels[i] or ""] if items.has_labels else []))
+    counts = Counter(predicted.tolist())
+    print(f"classified {len(items)} items by their {args.k} nearest labelled neighbours "
+          f"({n_labelled} of {len(index)} indexed items carry labels)")
+    print("predicted per class: " + ", ".join(f"{c}: {counts[c]}" for c in classes if counts[c]))
+    if items.has_labels:
+        mask = items.labelled_mask()
+        truth = np.asarray(items.labels, dtype=object)[mask]
+        accuracy = float(np.mean(predicted[mask].astype(str) == truth.astype(str)))
+        print(f"accuracy against the {int(mask.sum())} known labels: {100 * accuracy:.2f}%")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+@command("anomaly")
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    from ..inference.anomaly import score_items
+
+    model = _model(args.model)
+    index = _index_for(args.index, model, args) if args.index else None
+    items = load_data(args, args.data, model)
+    scores = score_items(model, items, index=index, k=args.k, progress=not args.quiet)
+    order = scores.top(len(items))
+    out = args.out or "anomalies.csv"
+    with atomic_file(out, "w", suffixes=(".csv",)) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "key", "reconstruction_error", "knn_distance", "combined"])
+        for rank, i in enumerate(order, 1):
+            knn = f"{scores.knn_distance[i]:.6g}" if scores.knn_distance is not None else ""
+            writer.writerow([rank, scores.keys[i], f"{scores.reconstruction[i]:.6g}", knn, f"{scores.combined[i]:.4f}"])
+    print(f"most anomalous of {len(items)} items (reconstruction error"
+          f"{' and distance to the ' + str(args.k) + ' nearest indexed items' if index else ''}):")
+    for rank, i in enumerate(order[:args.top], 1):
+        knn = f"  knn distance {scores.knn_distance[i]:.4f}" if scores.knn_distance is not None else ""
+        print(f"  {rank:>3}. {scores.keys[i]:<40} reconstruction {scores.reconstruction[i]:.3f}{knn}")
+    if args.plot:
+        from ..plots import plot_score_histogram
+
+        plot_score_histogram(scores.reconstruction, args.plot, score_name="reconstruction error",
+                             title=f"reconstruction error of {len(items)} items")
+        print(f"wrote {args.plot}")
+    print(f"wrote {out}")
+    return 0
+
+
+@command("plot")
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .. import plots
+    from ..inference.embed import embed, reconstruct
+
+    model = _model(args.model)
+    if args.what == "curves":
+        path = plots.plot_curves(Path(args.model) / "history.csv", args.out)
+    elif args.what == "samples":
+        path = _plot_samples(model, args)
+    else:
+        if not args.data:
+            raise SiameseError(f"`siamese plot {args.what}` needs DATA")
+        items = load_data(args, args.data, model)
+        if args.what == "latent":
+            path = plots.plot_latent(embed(model, items), items.labels, args.out, method=args.method,
+                                     title=f"latent space of {Path(args.model).name}")
+        elif args.what == "reconstructions":
+            subset = items.subset(range(min(args.n, len(items))))
+            path = plots.plot_reconstructions(subset.x.numpy(), reconstruct(model, subset), args.out, n=args.n)
+        else:
+            if not args.index:
+                raise SiameseError("`siamese plot neighbors` needs --index INDEX")
+            index = _index_for(args.index, model, args)
+            queries = items.subset(range(min(args.n, len(items))))
+            hits = index.search(embed(model, queries), args.k)
+            neighbours = _items_by_keys(index, hits.keys, model, args)
+            if neighbours is None:
+                raise SiameseError("this index does not record where its items came from; cannot plot them")
+            path = plots.plot_neighbors(queries.x.numpy(), neighbours, args.out, distances=hits.distances,
+                                        neighbor_labels=hits.labels, query_labels=queries.labels)
+    print(f"wrote {path}")
+    return 0
+
+
+def _plot_samples(model, args):
+    """VAE draws from the prior; a 2-D VAE also gets its decoded latent manifold beside them."""
+    from .. import plots
+    from ..inference.generate import latent_manifold, sample
+
+    images = sample(model, args.n, seed=args.seed)
+    path = plots.plot_image_grid(images, args.out, title=f"{args.n} samples decoded from z ~ N(0, I)")
+    if model.latent_dim == 2:
+        grid, _ = latent_manifold(model, side=20)
+        out = Path(args.out)
+        manifold = plots.plot_image_grid(grid, out.with_name(f"{out.stem}-manifold{out.suffix}"), ncols=20,
+                                         title="decoded latent plane: z at Gaussian quantiles 0.05 .. 0.95 "
+                                         "(z[0] left to right, z[1] bottom to top)")
+        print(f"wrote {manifold}")
+    return path
+
+
+def register(sub) -> None:
+    """Add this module's sub-commands to the `siamese` parser."""
+    p = sub.add_parser("index", help="build, extend or describe a FAISS index of embeddings")
+    index_sub = Subcommands(p.add_subparsers(dest="index_command", required=True, metavar="ACTION"))
+    b = index_sub.add_parser("build", help="embed DATA with MODEL into a new index")
+    b.add_argument("model", metavar="MODEL")
+    b.add_argument("data", metavar="DATA")
+    add_output_dir_option(b, "INDEX", "index", help="folder for the index (new, or an earlier index)")
+    b.add_argument("--kind", choices=("auto", "flat", "hnsw", "ivf", "ivfpq"), default="auto")
+    b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
+    b.add_argument("--chunk-size", type=int, default=65536, help="items embedded at a time (bounds memory)")
+    add_data_options(b)
+    a = index_sub.add_parser("add", help="append DATA's items to an index (ids continue)")
+    a.add_argument("index", metavar="INDEX")
+    a.add_argument("model", metavar="MODEL")
+    a.add_argument("data", metavar="DATA")
+    a.add_argument("--labels", metavar="LABELS.csv")
+    a.add_argument("--chunk-size", type=int, default=65536)
+    add_index_open_options(a)
+    add_data_options(a)
+    i = index_sub.add_parser("info", help="describe an index")
+    i.add_argument("index", metavar="INDEX")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--untrusted", action="store_true", help="rebuild from vectors.npy, never parse the faiss file")
+    from . import shards as cli_shards
+
+    cli_shards.register(index_sub, build=b)
+    from .verify import add_open_set_options, add_rebuild_parser
+
+    add_rebuild_parser(index_sub)
+
+    q = sub.add_parser("query", help="nearest indexed items of item files or of an indexed key")
+    q.add_argument("index", metavar="INDEX")
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("items", metavar="ITEM_FILE", nargs="*")
+    q.add_argument("--key", action="append", help="query with an indexed item (repeatable)")
+    q.add_argument("-k", type=int, default=9)
+    q.add_argument("--json", action="store_true")
+    add_output_file_option(q, "--plot", "GRID.png", (".png",), help="write the query-and-neighbours image grid")
+    add_index_open_options(q, force_help="query even if MODEL did not build INDEX")
+    add_data_options(q)
+
+    c = sub.add_parser("classify", help="label items by a vote of their k nearest labelled indexed items")
+    c.add_argument("index", metavar="INDEX")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("data", metavar="DATA")
+    c.add_argument("-k", type=int, default=5)
+    c.add_argument("--weights", choices=("uniform", "distance"), default="uniform")
+    c.add_argument("--labels", metavar="LABELS.csv", help="true labels of DATA, to report accuracy")
+    c.add_argument("--propagate", choices=("auto", "on", "off"), default="auto",
+                   help="spread the index's labels over its kNN graph first (auto: when under half are labelled)")
+    c.add_argument("--propagate-k", type=int, default=10, help="neighbours per item in the propagation graph")
+    add_output_file_option(c, "--out", "PRED.csv", (".csv",), help="write key,predicted,confidence per item")
+    add_index_open_options(c)
+    add_open_set_options(c)
+    add_data_options(c)
+
+    n = sub.add_parser("anomaly", help="reconstruction-error and kNN-distance anomaly scores")
+    n.add_argument("model", metavar="MODEL")
+    n.add_argument("data", metavar="DATA")
+    n.add_argument("--index", metavar="INDEX", help="also score the distance to the k nearest indexed items")
+    n.add_argument("-k", type=int, default=5)
+    n.add_argument("--top", type=int, default=10, help="items printed")
+    add_output_file_option(n, "--out", "SCORES.csv", (".csv",), help="all scores (default anomalies.csv)")
+    add_output_file_option(n, "--plot", "HIST.png", (".png",), help="write a histogram of the scores")
+    add_index_open_options(n)
+    add_data_options(n)
+
+    p = sub.add_parser("plot", help="latent map, reconstructions, neighbours, training curves, VAE samples",
+                       description="samples (VAE only): decode -n draws z ~ N(0, I) into a grid; a 2-D VAE also "
+                       "gets the classic decoded-manifold grid over its latent plane, written to PNG-manifold.png.")
+    p.add_argument("what", choices=("latent", "reconstructions", "neighbors", "curves", "samples"))
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA", nargs="?")
+    add_output_file_option(p, "--out", "PNG", (".png",), required=True)
+    p.add_argument("--index", metavar="INDEX", help="neighbors: the index to search")
+    p.add_argument("--method", choices=("auto", "pca", "tsne"), default="auto", help="latent: projection above 2-D")
+    p.add_argument("-n", type=int, default=16, help="items, queries or samples shown")
+    p.add_argument("-k", type=int, default=9, help="neighbors: neighbours per query")
+    p.add_argument("--seed", type=int, default=0)
+    add_index_open_options(p)
+    add_data_options(p)

@@ -1,0 +1,151 @@
+"""CLI for indexes built in shards: `index train`, `index build --shard i/n --from TEMPLATE`, `index merge`.
+
+    siamese index train MODEL DATA --kind ivf --out TEMPLATE        once: coarse quantizer from a sample
+    siamese index build MODEL DATA --shard i/n --from TEMPLATE --out SHARD_i   on any machine, i = 0..n-1
+    siamese index merge SHARD_0 ... SHARD_n-1 --out INDEX           one index (lists in lists.ivfdata)
+
+Item ids are positions in DATA (after --skip/--limit), so every machine must see the same DATA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+
+import numpy as np
+
+from .main import add_data_options, add_output_dir_option, command, source_options
+from ..errors import SiameseError
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text or "")
+    if not match or not int(match[1]) < int(match[2]):
+        raise SiameseError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. --shard 0/4")
+    return int(match[1]), int(match[2])
+
+
+def count_items(args: argparse.Namespace, source: str) -> int:
+    """Items DATA holds after --skip/--limit, without reading them."""
+    from ..data.sources import open_reader
+
+    total = len(open_reader(source, args.root, args.download, None).keys)
+    stop = total if args.limit is None else min(total, args.skip + args.limit)
+    if stop <= args.skip:
+        raise SiameseError(f"--skip {args.skip} leaves no items: {source} has {total}")
+    return stop - args.skip
+
+
+def _shard_options(args: argparse.Namespace, start: int, stop: int) -> dict:
+    options = source_options(args)
+    options["skip"], options["limit"] = args.skip + start, args.skip + stop
+    return options
+
+
+@command("index train")
+def cmd_index_train(args: argparse.Namespace) -> int:
+    from index.shards import train_template
+
+    from ..models.checkpoint import load_model
+    from ..inference.embed import embed
+    from ..retrieval.indexing import model_chunks, model_summary
+
+    model = load_model(args.model)
+    count = count_items(args, args.data)
+    if args.sample < 1:
+        raise SiameseError(f"--sample must be >= 1, got {args.sample}")
+    keep = np.random.default_rng(args.seed).random(count) < min(1.0, args.sample / count)
+    parts, seen = [], 0
+    for chunk in model_chunks(model, args.data, args.chunk_size, _shard_options(args, 0, count)):
+        mask = keep[seen:seen + len(chunk)]
+        seen += len(chunk)
+        if mask.any():
+            parts.append(embed(model, chunk.subset(np.flatnonzero(mask))))
+    template = train_template(np.concatenate(parts), kind=args.kind, expected_count=count, metric=model.metric,
+                              nlist=args.nlist, pq_m=args.pq_m, seed=args.seed,
+                              model_fingerprint=model.fingerprint(), info={"model": model_summary(model)})
+    template.save(args.out, overwrite=args.overwrite)
+    params = template.params
+    print(f"trained {template.kind} template (nlist {params['nlist']}"
+          f"{', pq_m ' + str(params['pq_m']) if params['pq_m'] else ''}) on {sum(map(len, parts))} of {count} "
+          f"items -> {args.out}")
+    return 0
+
+
+def cmd_index_build_shard(args: argparse.Namespace) -> int:
+    """`index build --shard i/n --from TEMPLATE`: embed this shard's slice of DATA."""
+    from index.shards import shard_bounds, start_shard
+
+    from ..models.checkpoint import load_model
+    from ..retrieval.indexing import add_items
+
+    if not args.template:
+        raise SiameseError("--shard needs --from TEMPLATE (the trained empty index from `siamese index train`)")
+    shard = parse_shard(args.shard)
+    model = load_model(args.model)
+    count = count_items(args, args.data)
+    start, stop = shard_bounds(count, shard)
+    index = start_shard(args.template, shard, first_id=start)
+    if stop > start:
+        add_items(index, model, args.data, labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
+                  **_shard_options(args, start, stop))
+    index.save(args.out, overwrite=args.overwrite)
+    print(f"shard {shard[0]}/{shard[1]}: indexed items {start}..{stop - 1} of {count} ({len(index)} items) "
+          f"-> {args.out}")
+    return 0
+
+
+@command("index merge")
+def cmd_index_merge(args: argparse.Namespace) -> int:
+    from index import VectorIndex
+    from index.shards import merge_shards
+
+    if args.untrusted:
+        raise SiameseError("index merge has faiss read the shards' files and so cannot take --untrusted; merge only "
+                           "shards you built, or rebuild shards from elsewhere with `siamese index build --shard`")
+    with _c_stdout_to_stderr():  # faiss prints "resizing <tmp file>" on stdout while merging
+        merge_shards(args.shards, args.out, direct_map=not args.no_direct_map, overwrite=args.overwrite)
+    index = VectorIndex.load(args.out)
+    print(f"merged {len(args.shards)} shards: {len(index)} items ({index.kind}, dim {index.dim}, "
+          f"metric {index.metric}) -> {args.out}")
+    return 0
+
+
+@contextlib.contextmanager
+def _c_stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def register(index_sub, build: argparse.ArgumentParser) -> None:
+    """Add `index train` and `index merge`, and --shard/--from to `index build`."""
+    build.add_argument("--shard", metavar="i/n", help="build shard i of n (0-based) of DATA; needs --from")
+    build.add_argument("--from", dest="template", metavar="TEMPLATE", help="trained empty index (siamese index train)")
+
+    t = index_sub.add_parser("train", help="train an empty IVF index on a sample of DATA, for sharded builds")
+    t.add_argument("model", metavar="MODEL")
+    t.add_argument("data", metavar="DATA")
+    add_output_dir_option(t, "TEMPLATE", "index", help="folder for the trained empty index")
+    t.add_argument("--kind", choices=("ivf", "ivfpq"), default="ivf")
+    t.add_argument("--nlist", type=int, help="inverted lists (default ~4 sqrt(n))")
+    t.add_argument("--pq-m", type=int, help="ivfpq: code bytes per vector (a divisor of the dimension)")
+    t.add_argument("--sample", type=int, default=262144, help="items embedded to train on (seeded random sample)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--chunk-size", type=int, default=65536)
+    add_data_options(t)
+
+    m = index_sub.add_parser("merge", help="merge shards built from one template into one on-disk index")
+    m.add_argument("shards", metavar="SHARD", nargs="+")
+    add_output_dir_option(m, "INDEX", "index", help="folder for the merged index (new, or an earlier index)")
+    m.add_argument("--untrusted", action="store_true", help="refused: merging parses the shards' faiss files")
+    m.add_argument("--no-direct-map", action="store_true",
+                   help="skip the id map (~50 bytes per item in RAM): search only, no lookup of vectors by key")

@@ -1,0 +1,245 @@
+"""Load items (images or vectors) from folders, files, datasets or arrays into normalised float32 ItemSets.
+
+Every model stores the Normalization of its training data, so queries passed through
+``load_items(..., normalization=model_norm)`` land in the same space. Source readers live in
+siamese.data.sources; this module holds the public API, validation and the loading plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torchvision.transforms.v2 import functional as TF
+
+from . import sources
+from ..errors import SiameseError
+from .item_set import ItemSet, check_unique_keys
+from .labels import check_known_keys, read_labels_csv
+from .normalization import Normalization
+from .sources.arrays import RowKeys
+from .sources.limits import MAX_PIXELS
+from .sources import open_reader as _open_reader
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Normalization", "ItemSet", "ItemChunks", "load_items", "iter_item_chunks", "read_labels_csv", "describe_source"]
+
+
+def describe_source(source: Any) -> str:
+    """Short human description (for logs and model metadata); raises SiameseError for unusable sources."""
+    if isinstance(source, ItemSet):
+        return source.source
+    kind, detail = sources.classify(source)
+    if kind == "array":
+        return f"in-memory array of shape {tuple(np.shape(detail))}"
+    if kind == "files":
+        return f"image file {detail[0]}" if len(detail) == 1 else f"{len(detail)} image files ({detail[0]}, ...)"
+    return {"folder": "image folder {}", "image": "image file {}", "npy": "npy file {}", "npz": "npz file {}",
+            "csv": "csv file {}", "mnist-idx": "MNIST idx files in {}", "torchvision": "torchvision {}",
+            "sklearn": "sklearn {} (1797 8x8 images)"}[kind].format(detail)
+
+
+def _image_size(image_size: Any) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else \
+        tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
+        raise SiameseError(f"invalid image_size {image_size!r}; expected an int or (height, width) of positive ints")
+    return int(size[0]), int(size[1])
+
+
+def _labels_override(reader: sources.Reader, labels: Any) -> None:
+    """labels: LABELS.csv path, key->label mapping, or one label per item (before limit)."""
+    if labels is None:
+        return
+    if isinstance(labels, (str, Path)):
+        labels = read_labels_csv(labels)
+    if isinstance(labels, Mapping):
+        check_known_keys(labels, reader.keys, reader.description)
+        reader.labels = [sources.label_str(labels[k]) if k in labels else None for k in reader.keys]
+    else:
+        reader.labels = sources.labels_to_strings(labels, len(reader.keys), reader.description)
+
+
+def _target_shape(shape: tuple[int, ...], channels: int | None, size: tuple[int, int] | None,
+                  what: str) -> tuple[int, ...]:
+    """Item shape after channel conversion / resizing; vectors accept neither."""
+    if len(shape) != 3:
+        if channels is not None or size is not None:
+            raise SiameseError(f"{what} holds vectors of shape {shape}; channels/image_size only apply to images")
+        return shape
+    c = shape[0] if channels is None else channels
+    without_alpha = shape[0] - 1 if shape[0] in (2, 4) else shape[0]
+    if channels is not None and shape[0] != channels and without_alpha not in (1, 3):
+        raise SiameseError(f"{what} has {shape[0]}-channel images; cannot convert to channels={channels}")
+    return (c, *(size or shape[1:]))
+
+
+def _infer_normalization(lo: float, hi: float) -> Normalization:
+    """Global min-max to [0, 1]; data already in [0, 1] is left alone."""
+    if lo >= 0.0 and hi <= 1.0:
+        return Normalization(0.0, 1.0)
+    return Normalization(lo, hi - lo if hi > lo else 1.0)
+
+
+def _take(keys, positions: np.ndarray) -> list[str]:
+    """keys[positions] as a list; default row keys are made here, one chunk at a time."""
+    if isinstance(keys, RowKeys):
+        return keys.take(positions)
+    return [keys[i] for i in positions.tolist()]
+
+
+@dataclass
+class _Plan:
+    reader: sources.Reader
+    normalization: Normalization
+    shape: tuple[int, ...]
+    channels: int | None
+    size: tuple[int, int] | None
+
+    def chunk(self, start: int, stop: int) -> ItemSet:
+        x, kept = self.reader.read(start, stop)
+        if x.ndim == 4 and tuple(x.shape[1:]) != self.shape:
+            x = sources.to_channels(x, self.channels)
+            if self.size is not None and tuple(x.shape[-2:]) != self.size:
+                x = TF.resize(x, list(self.size), antialias=True)
+        keys = _take(self.reader.keys, kept)
+        labels = None if self.reader.labels is None else [self.reader.labels[i] for i in kept.tolist()]
+        x = self.normalization.apply(x).contiguous()
+        return ItemSet(x, keys, labels, self.normalization, self.reader.description)
+
+
+def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, normalization: Any, on_error: str,
+          root: str | Path | None, download: bool, split: str | None, limit: int | None, max_pixels: int) -> _Plan:
+    if on_error not in ("raise", "skip"):
+        raise SiameseError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
+    if channels not in (None, 1, 3):
+        raise SiameseError(f"channels={channels!r}; expected 1 (grayscale), 3 (RGB) or None (infer)")
+    if split not in (None, "train", "test"):
+        raise SiameseError(f"split={split!r}; expected 'train', 'test' or None (both)")
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise SiameseError(f"limit={limit!r}; expected a positive int or None")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise SiameseError(f"max_pixels={max_pixels!r} (--max-pixels); expected a positive number of pixels")
+    if isinstance(normalization, Mapping):
+        normalization = Normalization.from_dict(normalization)
+    size = _image_size(image_size)
+    reader = _open_reader(source, root, download, split, max_pixels=int(max_pixels),
+                          limit=None if limit is None else int(limit))
+    _labels_override(reader, labels)
+    if limit is not None:
+        reader.limit(int(limit))
+    if not isinstance(reader.keys, RowKeys):  # row numbers are unique by construction
+        check_unique_keys(reader.keys, reader.description)
+    reader.prepare(channels, size, on_error)
+    shape = _target_shape(reader.item_shape, channels, size, reader.description)
+    if normalization is None:
+        fixed = reader.fixed_norm
+        normalization = Normalization(*fixed) if fixed else _infer_normalization(*reader.value_range())
+    return _Plan(reader, normalization, shape, channels, size)
+
+
+def _reuse(items: ItemSet, labels: Any, image_size: Any, channels: int | None, normalization: Any,
+           limit: int | None) -> ItemSet:
+    """An existing ItemSet, trimmed/relabelled/reshaped and re-normalised only where asked."""
+    if limit is not None:
+        items = items.subset(np.arange(min(int(limit), len(items))))
+    if labels is not None:
+        if isinstance(labels, (str, Path)):
+            labels = read_labels_csv(labels)
+        items = items.with_labels(labels) if isinstance(labels, Mapping) else \
+            replace(items, labels=sources.labels_to_strings(labels, len(items), items.source))
+    if isinstance(normalization, Mapping):
+        normalization = Normalization.from_dict(normalization)
+    size = _image_size(image_size)
+    shape = _target_shape(items.item_shape, channels, size, items.source)
+    x = items.x
+    if normalization is not None and normalization != items.normalization:
+        x = normalization.apply(items.normalization.invert(x))
+    if shape != items.item_shape:  # resizing and gray/RGB are affine-safe in normalised space
+        x = sources.to_channels(x, channels)
+        x = TF.resize(x, list(shape[1:]), antialias=True) if tuple(x.shape[-2:]) != shape[1:] else x
+    if x is items.x:
+        return items
+    return replace(items, x=x.contiguous(), normalization=normalization or items.normalization)
+
+
+def _log_skipped(reader: sources.Reader) -> None:
+    if reader.skipped:
+        key, reason = reader.skipped[0]
+        log.warning("skipped %d unreadable image files in %s (first: %s: %s)",
+                    len(reader.skipped), reader.description, key, reason)
+
+
+class ItemChunks(Iterator[ItemSet]):
+    """ItemSets of one source, chunk by chunk, plus `total`: how many items the source lists, known
+    before the first chunk is read (an upper bound when unreadable files get skipped), so a consumer
+    can size its storage once instead of growing it."""
+
+    def __init__(self, chunks: Iterator[ItemSet], total: int) -> None:
+        self._chunks, self.total = chunks, int(total)
+
+    def __iter__(self) -> "ItemChunks":
+        return self
+
+    def __next__(self) -> ItemSet:
+        return next(self._chunks)
+
+
+def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None,
+                     image_size: int | tuple[int, int] | None = None, channels: int | None = None, normalization: Normalization | Mapping | None = None,
+                     on_error: str = "raise", root: str | Path | None = None, download: bool = False,
+                     split: str | None = None, limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemChunks:
+    """ItemSets of <= chunk_size items in source order; memory is bounded by the chunk (files decode per chunk,
+    .npy is read by range). All chunks share one Normalization, inferred up front if not given.
+    Arguments are validated (and the source opened) on the call, not on the first next()."""
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise SiameseError(f"chunk_size={chunk_size!r}; expected a positive int")
+    if isinstance(source, ItemSet):
+        items = _reuse(source, labels, image_size, channels, normalization, limit)
+        parts = (items.subset(np.arange(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
+        return ItemChunks(parts, len(items))
+    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit,
+                 max_pixels)
+    return ItemChunks(_chunks(plan, int(chunk_size)), len(plan.reader.keys))
+
+
+def _chunks(plan: _Plan, chunk_size: int) -> Iterator[ItemSet]:
+    total = 0
+    for start in range(0, len(plan.reader.keys), chunk_size):
+        part = plan.chunk(start, min(start + chunk_size, len(plan.reader.keys)))
+        total += len(part)
+        if len(part):
+            yield part
+    _log_skipped(plan.reader)
+    if total == 0:
+        raise SiameseError(f"no readable items in {plan.reader.description} ({len(plan.reader.skipped)} skipped)")
+
+
+def load_items(source: Any, *, labels: Any = None, image_size: int | tuple[int, int] | None = None,
+               channels: int | None = None, normalization: Normalization | Mapping | None = None,
+               on_error: str = "raise", root: str | Path | None = None, download: bool = False,
+               split: str | None = None, limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemSet:
+    """Load a whole source into one ItemSet (see module docs for the accepted sources).
+
+    labels: LABELS.csv path, {key: label} mapping, or one label per item; overrides labels from the source.
+    normalization: apply this one (e.g. a trained model's) instead of the source default / inferred min-max.
+    max_pixels: images whose header claims more pixels are refused before they are decoded.
+    """
+    if isinstance(source, ItemSet):
+        return _reuse(source, labels, image_size, channels, normalization, limit)
+    plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit,
+                 max_pixels)
+    items = plan.chunk(0, len(plan.reader.keys))
+    _log_skipped(plan.reader)
+    if len(items) == 0:
+        raise SiameseError(f"no readable items in {plan.reader.description} ({len(plan.reader.skipped)} skipped)")
+    log.info("loaded %d items of shape %s from %s (%s)", len(items), items.item_shape, items.source,
+             f"{len(items.label_codes()[1])} classes" if items.has_labels else "unlabelled")
+    return items

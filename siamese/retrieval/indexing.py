@@ -1,0 +1,217 @@
+"""Fill, extend and open FAISS indexes with a model's embeddings.
+
+The hand-off to the `index` package is a float32 (n, d) array. Items are embedded chunk by
+chunk, so building over a folder larger than RAM keeps memory bounded by the chunk size. Every
+index records the fingerprint and summary of the model that produced its vectors, and opening
+it with another model is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from index import VectorIndex
+from index.locking import write_lock
+
+from ..models.autoencoder import Autoencoder
+from ..inference.embed import embed
+from ..errors import SiameseError
+from ..memory import release_freed_memory
+
+if TYPE_CHECKING:
+    from ..data.loading import ItemChunks
+
+LOG = logging.getLogger(__name__)
+
+
+def model_summary(model: Autoencoder) -> dict[str, Any]:
+    """What an index keeps about its model (JSON), beside the fingerprint."""
+    return {
+        "variant": model.config.variant,
+        "arch": model.network.arch,
+        "latent_dim": model.latent_dim,
+        "input_shape": list(model.network.input_shape),
+        "finetuned": "finetune" in model.info,
+        "metric": model.metric,
+        **({"threshold": model.info["threshold"]} if "threshold" in model.info else {}),
+    }
+
+
+def model_chunks(model: Autoencoder, source, chunk_size: int, data_options: dict) -> "ItemChunks":
+    """ItemSets of <= chunk_size items from any source, already in the model's normalisation;
+    `.total` says how many items to expect."""
+    from ..data.loading import ItemChunks, ItemSet, iter_item_chunks
+    from ..models.model_input import model_normalization
+
+    if isinstance(source, ItemSet):
+        parts = (source.subset(range(start, min(len(source), start + chunk_size)))
+                 for start in range(0, len(source), chunk_size))
+        return ItemChunks(parts, len(source))
+    options = {"normalization": model_normalization(model), **data_options}
+    skip = options.pop("skip", 0)
+    shape = model.network.input_shape
+    if len(shape) == 3:
+        options.setdefault("channels", shape[0])
+    chunks = iter_item_chunks(source, chunk_size, **options)
+    return ItemChunks(_skip_items(chunks, skip), max(0, chunks.total - skip))
+
+
+def _skip_items(chunks, skip: int):
+    """The chunks without their first `skip` items."""
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        yield chunk.subset(range(skip, len(chunk))) if skip else chunk
+        skip = 0
+
+
+def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progress: bool, done: int = 0) -> int:
+    """Embed and add every chunk; returns the number of items added."""
+    added = 0
+    bar = tqdm(desc="embed + index", unit="item", initial=done, disable=None if progress else True, leave=False)
+    for chunk in chunks:
+        if labels is not None:
+            chunk = chunk.with_labels(labels, strict=False)
+        release_freed_memory()  # the read's temporaries, so resident memory tracks the index alone
+        vectors = embed(model, chunk)
+        release_freed_memory()
+        index.add(vectors, keys=chunk.keys, labels=chunk.labels)
+        added += len(chunk)
+        bar.update(len(chunk))
+        del chunk, vectors  # free this chunk before the next one is read: one chunk in memory at a time
+        release_freed_memory()
+    bar.close()
+    return added
+
+
+def _labels_mapping(labels):
+    if isinstance(labels, (str, Path)):
+        from ..data.loading import read_labels_csv
+
+        return read_labels_csv(labels)
+    return labels
+
+
+def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = 65536,
+                progress: bool = False, memory_budget_bytes: int | None = None, calibration=None,
+                **data_options) -> VectorIndex:
+    """Embed every item of `source` (ItemSet or any load_items source) into a new index.
+
+    labels: optional {key: label} mapping (e.g. from LABELS.csv) that overrides the source's own.
+    calibration: the model's same/different Calibration (or its model directory), kept in the
+    index's info["calibration"] so the threshold travels with the index.
+    IVF kinds are trained on the first chunk, so make chunk_size comfortably larger than the
+    number of IVF lists (the default 65536 is).
+    """
+    info = {"model": model_summary(model), **_calibration_info(model, calibration)}
+    labels = _labels_mapping(labels)
+    chunks = model_chunks(model, source, chunk_size, data_options)
+    first = next(chunks, None)
+    if first is None:
+        raise SiameseError("no items to index: the data source is empty")
+    if labels is not None:
+        first = first.with_labels(labels, strict=False)
+    index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
+                              kind=kind, model_fingerprint=model.fingerprint(),
+                              memory_budget_bytes=memory_budget_bytes, info=info)
+    index.reserve(max(chunks.total, len(first)))  # vector storage allocated once, at its final size
+    done = len(first)
+    del first  # not kept alive for the rest of the build
+    _add_chunks(index, model, chunks, labels=labels, progress=progress, done=done)
+    return index
+
+
+def _calibration_info(model: Autoencoder, calibration) -> dict[str, Any]:
+    """{"calibration": record} for a Calibration or model directory (checked against the model); {} for None."""
+    if calibration is None:
+        return {}
+    from .calibration import Calibration, check_calibration, load_calibration
+
+    if not isinstance(calibration, Calibration):
+        calibration = load_calibration(calibration)
+    check_calibration(calibration, model)
+    return {"calibration": calibration.to_dict()}
+
+
+def rebuild_index(path: str | Path, model: Autoencoder, source, *, calibration=None, chunk_size: int = 65536,
+                  progress: bool = False, untrusted: bool = False, **data_options) -> VectorIndex:
+    """Re-embed a saved index's items with `model` and replace it atomically (a stale index: the
+    model changed). Keys, labels, attrs, kind and id order stay; vectors, fingerprint, model
+    summary and calibration are the new model's. Every indexed key must be among `source`'s
+    items. Ids are kept when they are 0..n-1 (no item was ever removed), renumbered otherwise.
+    The index's writer lock is held throughout, so no concurrent add is lost.
+    """
+    with write_lock(path):
+        return _rebuild_locked(path, model, source, calibration=calibration, chunk_size=chunk_size,
+                               progress=progress, untrusted=untrusted, data_options=data_options)
+
+
+def _rebuild_locked(path: str | Path, model: Autoencoder, source, *, calibration, chunk_size: int, progress: bool,
+                    untrusted: bool, data_options: dict) -> VectorIndex:
+    import numpy as np
+
+    old = VectorIndex.load(path, untrusted=untrusted)
+    ids = old.ids
+    keys = [str(k) for k in old.keys_for_ids(ids)]
+    position = {key: i for i, key in enumerate(keys)}
+    vectors = np.zeros((len(keys), model.latent_dim), dtype=np.float32)
+    found = np.zeros(len(keys), dtype=bool)
+    bar = tqdm(desc="re-embed", unit="item", total=len(keys), disable=None if progress else True, leave=False)
+    for chunk in model_chunks(model, source, chunk_size, data_options):
+        rows = [(i, position[k]) for i, k in enumerate(chunk.keys) if k in position]
+        if rows:
+            mine, theirs = (np.array(v) for v in zip(*rows))
+            vectors[theirs] = embed(model, chunk.subset(mine))
+            found[theirs] = True
+            bar.update(len(rows))
+    bar.close()
+    if not found.all():
+        missing = [keys[i] for i in np.flatnonzero(~found)[:3]]
+        raise SiameseError(f"{int((~found).sum())} indexed item(s) are not in the data source (e.g. {missing}); "
+                           "give the DATA the index was built from")
+    info = {k: v for k, v in old.info.items() if k != "calibration"}
+    info.update({"model": model_summary(model), **_calibration_info(model, calibration)})
+    params = old.params
+    index = VectorIndex.build(vectors, keys=keys, labels=list(old.labels_for_ids(ids)), attrs=old.attrs_for_ids(ids),
+                              metric=model.metric, kind=old.kind, model_fingerprint=model.fingerprint(), info=info,
+                              nlist=params.get("nlist"), pq_m=params.get("pq_m"))
+    index.save(path)
+    LOG.info("rebuilt %s: %d items re-embedded with model %s", path, len(index), model.fingerprint()[:12])
+    return index
+
+
+def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, chunk_size: int = 65536,
+              progress: bool = False, force: bool = False, **data_options) -> int:
+    """Append items to an existing index (ids continue; keys already present are refused)."""
+    index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
+    chunks = model_chunks(model, source, chunk_size, data_options)
+    added = _add_chunks(index, model, chunks, labels=_labels_mapping(labels), progress=progress)
+    if added == 0:
+        raise SiameseError("no items to add: the data source is empty")
+    return added
+
+
+def add_to_saved_index(path: str | Path, model: Autoencoder, source, *, untrusted: bool = False, force: bool = False,
+                       **add_options) -> tuple[VectorIndex, int]:
+    """Load the index saved at `path`, add `source`'s items and save it back, holding its writer
+    lock throughout so that concurrent adds queue up instead of dropping each other's items.
+    Returns (index, number added)."""
+    with write_lock(path):
+        index = open_index(path, model, force=force, untrusted=untrusted)
+        added = add_items(index, model, source, force=force, **add_options)
+        index.save(path)
+    return index, added
+
+
+def open_index(path: str | Path, model: Autoencoder | None = None, *, force: bool = False,
+               untrusted: bool = False) -> VectorIndex:
+    """Load an index and, given a model, refuse it unless the model produced its vectors."""
+    index = VectorIndex.load(path, untrusted=untrusted)
+    if model is not None:
+        index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
+    return index

@@ -1,0 +1,125 @@
+"""Stage 1: pretrain the encoder as an autoencoder on unlabeled items."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
+from index.locking import write_lock
+from index.outputs import claim_output_directory
+
+from ..models.checkpoint import CHECKPOINT_DIR, HISTORY_FILE, save_model
+from .distributed import Parallel
+from ..errors import SiameseError
+from ..models.model_input import as_model_input
+from .loop import Checkpointer, EarlyStopping, HistoryCSV, TrainConfig, fit, shuffled_batches, steps_for
+
+LOG = logging.getLogger(__name__)
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train_indices, val_indices); no validation set below 20 items."""
+    n_val = int(round(n * fraction)) if n >= 20 else 0
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    return order[n_val:], order[:n_val]
+
+
+def clean_reconstruction_loss(model: Autoencoder, x: torch.Tensor, batch_size: int = 1024) -> float:
+    """Mean per-item reconstruction loss of clean items: comparable across variants and stages."""
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size]
+        total += reconstruction_loss(model.decode(model.encode(batch)), batch).item() * len(batch)
+    return total / max(1, len(x))
+
+
+def training_callbacks(out: Path | None, config: TrainConfig) -> list:
+    callbacks: list = [EarlyStopping(config.patience)] if config.patience else []
+    if out is not None:
+        callbacks += [HistoryCSV(out / HISTORY_FILE), Checkpointer(out / CHECKPOINT_DIR)]
+    return callbacks
+
+
+@contextlib.contextmanager
+def claim_model_output(out: Path | None, writes: bool, overwrite: bool) -> Iterator[None]:
+    """Hold `out` for a whole training run: refuse a folder that is not ours before anything is
+    written into it, mark it as a model output (so `--resume` finds it ours) and keep its writer
+    lock until the final model is saved."""
+    if out is None or not writes:
+        yield
+        return
+    with write_lock(out):
+        claim_output_directory(out, "model", overwrite=overwrite)
+        yield
+
+
+def pretrain(
+    items,
+    config: AutoencoderConfig = AutoencoderConfig(),
+    train: TrainConfig = TrainConfig(),
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    parallel: Parallel | None = None,
+    overwrite: bool = False,
+) -> Autoencoder:
+    """Train an autoencoder of `config.variant` on `items` (ItemSet from `load_items`).
+
+    With `out`, history.csv and a per-epoch checkpoint are written there and the final model is
+    saved there; `resume=True` continues from that checkpoint exactly (same seed and settings).
+    parallel: data-parallel training over processes; default: the torch.distributed process
+    group if one is initialised (torchrun), where rank 0 alone writes `out`. `out` must be new,
+    empty or an earlier model (`overwrite=True` replaces any other folder); it is locked while
+    training runs.
+    """
+    from ..data.loading import ItemSet
+
+    if not isinstance(items, ItemSet):
+        raise SiameseError("pretrain needs an ItemSet; build one with siamese.load_items(...)")
+    out = Path(out) if out is not None else None
+    if resume and out is None:
+        raise SiameseError("resume needs the output directory of the interrupted run (out=... / --out)")
+    torch.manual_seed(train.seed)
+    model = Autoencoder(config, config.network(items.item_shape))
+    model.info = {
+        "normalization": items.normalization.to_dict(),
+        "metric": "l2",
+        "pretrain": {"train": train.to_dict(), "items": len(items), "source": items.source},
+    }
+    x = as_model_input(model, items)
+    train_idx, val_idx = split_validation(len(x), train.val_fraction, train.seed)
+    x_train, x_val = x[train_idx], x[val_idx]
+    if len(x_train) < 2:
+        raise SiameseError(f"need at least 2 training items, got {len(x_train)}")
+    parallel = parallel or Parallel.current()
+    writes = out is not None and (parallel is None or parallel.is_main)
+    with claim_model_output(out, writes, overwrite):
+        if writes and not resume:
+            for stale in (out / HISTORY_FILE, out / CHECKPOINT_DIR / "state.json"):
+                stale.unlink(missing_ok=True)
+        batch_size = min(train.batch_size, len(x_train))
+        fit(
+            model,
+            lambda m, idx, gen: m.loss(x_train[idx], gen),
+            shuffled_batches(len(x_train), batch_size, parallel),
+            steps_for(len(x_train), batch_size, parallel),
+            train,
+            validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
+            callbacks=training_callbacks(out, train),
+            resume_from=(out / CHECKPOINT_DIR) if resume else None,
+            progress=progress,
+            description=f"pretrain {config.variant}",
+            parallel=parallel,
+        )
+        if writes:
+            save_model(model, out)
+            LOG.info("saved %s to %s", config.variant, out)
+    if parallel is not None:
+        parallel.barrier()
+    return model
