@@ -25,173 +25,16 @@ import numpy as np
 from . import safe_json
 from ._checks import duplicates, preview
 from .errors import VectorIndexError
+from .metadata_keys import KeyIndex, row_key_ids, row_keys
+from .saved_metadata import MAX_ATTRS_BYTES, MAX_TEXT_BYTES, SCHEMA, append_saved_rows, load_problem
+
+__all__ = ["MetadataStore", "SCHEMA", "MAX_TEXT_BYTES", "MAX_ATTRS_BYTES", "append_saved_rows", "load_problem"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = (
-    "CREATE TABLE items (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, label TEXT NULL, attrs TEXT NULL)"
-)
 _SQL_BATCH = 500  # ids per `IN (...)` query, well below SQLite's variable limit
 _SQL_READ_BATCH = 65536  # rows per fetch when loading the cached arrays
-
-MAX_TEXT_BYTES = 4096  # longest key or label, in UTF-8 bytes (keys are often file paths: Linux's PATH_MAX)
-MAX_ATTRS_BYTES = 1 << 20  # longest attrs JSON text of one item
 _RESTORE = "restore the index from a good copy"
-
-# What `save` writes, as `SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name`
-# returns it: the table and the automatic index of its UNIQUE key, nothing else.
-_SAVED_SCHEMA = [("index", "sqlite_autoindex_items_1", "items", None), ("table", "items", "items", SCHEMA)]
-# A row `load` copies: typed as SCHEMA says (SQLite itself stores any type in any column) and bounded.
-_VALID_ROW = (
-    "typeof(id) = 'integer' AND id >= 0"
-    " AND typeof(key) = 'text' AND length(CAST(key AS BLOB)) BETWEEN 1 AND :max_text"
-    " AND (label IS NULL OR (typeof(label) = 'text' AND length(CAST(label AS BLOB)) <= :max_text))"
-    " AND (attrs IS NULL OR (typeof(attrs) = 'text' AND length(CAST(attrs AS BLOB)) <= :max_attrs"
-    " AND CASE WHEN json_valid(attrs) THEN json_type(attrs) = 'object' ELSE 0 END))"
-)
-_ROW_BOUNDS = {"max_text": MAX_TEXT_BYTES, "max_attrs": MAX_ATTRS_BYTES}
-# Work allowed to load a file: an honest one needs 1 to 1.3 SQLite VM steps per byte (measured on
-# 1M-row files: ids-as-keys without labels, custom keys, labels and attrs); a view, trigger or
-# damaged b-tree that loops is stopped well after that, so a hostile file costs time in proportion
-# to its size.
-_LOAD_STEPS_PER_BYTE = 20
-_LOAD_STEPS_FIXED = 1_000_000
-_PROGRESS_INTERVAL = 10_000  # VM steps between two checks of the budget
-
-
-def _row_key_ids(keys: Sequence[str]) -> np.ndarray:
-    """int64 id each key spells in canonical decimal ("12", not "012" or "+12"); -1 for other keys."""
-    out = np.full(len(keys), -1, dtype=np.int64)
-    for i, key in enumerate(keys):
-        if isinstance(key, str) and 0 < len(key) < 19 and key.isascii() and key.isdigit() and (key[0] != "0" or key == "0"):
-            out[i] = int(key)
-    return out
-
-
-def _row_keys(ids: np.ndarray) -> np.ndarray:
-    """object array shaped like ids of str(id), None where id is -1."""
-    out = np.empty(ids.size, dtype=object)
-    out[:] = list(map(str, ids.ravel().tolist()))
-    out = out.reshape(ids.shape)
-    out[ids < 0] = None
-    return out
-
-
-def _hashes(keys: Sequence[str]) -> np.ndarray:
-    """int64 hash of every key (str hashes are stable within a process, which is all a cache needs)."""
-    return np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
-
-
-class _KeyIndex:
-    """key -> position in the cached keys array, as sorted key hashes plus the positions in that
-    order; a hash match is confirmed by comparing the keys, so hash collisions are harmless."""
-
-    def __init__(self, keys: np.ndarray) -> None:
-        hashes = _hashes(keys)
-        self._order = np.argsort(hashes, kind="stable")
-        self._hashes = hashes[self._order]
-
-    def append(self, new_keys: Sequence[str], first_position: int) -> None:
-        """Index keys stored at first_position, first_position + 1, ... (merged in, O(n))."""
-        hashes = _hashes(new_keys)
-        order = np.argsort(hashes, kind="stable")
-        at = np.searchsorted(self._hashes, hashes[order], side="right")
-        self._hashes = np.insert(self._hashes, at, hashes[order])
-        self._order = np.insert(self._order, at, order + first_position)
-
-    def find(self, stored: np.ndarray, keys: Sequence[str]) -> np.ndarray:
-        """int64 positions into `stored` (the cached keys) of `keys`; -1 where a key is absent."""
-        wanted = _hashes(keys)
-        n = self._hashes.size
-        if n == 0 or wanted.size == 0:
-            return np.full(wanted.size, -1, dtype=np.int64)
-        lo = np.searchsorted(self._hashes, wanted, side="left")
-        lo_clipped = np.minimum(lo, n - 1)
-        same_hash = (lo < n) & (self._hashes[lo_clipped] == wanted)
-        query = np.empty(len(keys), dtype=object)
-        query[:] = list(keys)
-        candidate = self._order[lo_clipped]
-        found = same_hash & (stored[candidate] == query)
-        out = np.where(found, candidate, -1).astype(np.int64)
-        for i in np.flatnonzero(same_hash & ~found).tolist():  # a hash shared by several keys
-            j = int(lo[i]) + 1
-            while j < n and self._hashes[j] == wanted[i]:
-                if stored[self._order[j]] == query[i]:
-                    out[i] = self._order[j]
-                    break
-                j += 1
-        return out
-
-
-def _scratch_database() -> sqlite3.Connection:
-    """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
-    beyond it to a scratch file that is deleted on close (or by the OS if the process dies).
-    URI file names are enabled so that `load` can attach a saved file read-only."""
-    return sqlite3.connect("", check_same_thread=False, uri=True)
-
-
-class _WorkBudget:
-    """Aborts the statements of `conn` (sqlite3.OperationalError "interrupted") once about `steps`
-    SQLite VM instructions have run in total: a hostile database cannot keep a load busy."""
-
-    def __init__(self, conn: sqlite3.Connection, steps: int) -> None:
-        self._conn = conn
-        self._ticks_left = steps // _PROGRESS_INTERVAL + 1
-        self.exceeded = False
-        conn.set_progress_handler(self._tick, _PROGRESS_INTERVAL)
-
-    def _tick(self) -> int:
-        self._ticks_left -= 1
-        self.exceeded = self._ticks_left < 0
-        return int(self.exceeded)
-
-    def stop(self) -> None:
-        self._conn.set_progress_handler(None, 0)
-
-
-def _check_saved_schema(conn: sqlite3.Connection) -> None:
-    """The attached `src` database holds exactly what `save` writes (sqlite3.DatabaseError if not)."""
-    rows = conn.execute("SELECT type, name, tbl_name, sql FROM src.sqlite_master ORDER BY type, name").fetchall()
-    if rows == _SAVED_SCHEMA:
-        return
-    table = [sql for kind, name, _, sql in rows if (kind, name) == ("table", "items")]
-    if not table:
-        raise sqlite3.DatabaseError("it has no table items")
-    if table != [SCHEMA]:
-        raise sqlite3.DatabaseError("its table items has other columns or constraints than saved indexes have")
-    extra = [f"{kind} {str(name)[:40]!r}" for kind, name, table_name, sql in rows if (kind, name, table_name, sql)
-             not in _SAVED_SCHEMA]
-    if not extra:
-        raise sqlite3.DatabaseError("its unique index on keys is missing")
-    more = ", ..." if len(extra) > 5 else ""
-    raise sqlite3.DatabaseError(f"it holds {', '.join(extra[:5])}{more}, which saved indexes never have")
-
-
-def _first_bad_row(conn: sqlite3.Connection) -> str:
-    """Why the first row of `src.items` that fails _VALID_ROW was refused."""
-    row = conn.execute(
-        "SELECT id, typeof(id), typeof(key), length(CAST(key AS BLOB)), typeof(label), length(CAST(label AS BLOB)), "
-        "typeof(attrs), length(CAST(attrs AS BLOB)), CASE WHEN typeof(attrs) = 'text' AND json_valid(attrs) "
-        f"THEN json_type(attrs) END FROM src.items WHERE ({_VALID_ROW}) IS NOT 1 LIMIT 1", _ROW_BOUNDS).fetchone()
-    if row is None:
-        return "rows changed while they were read"
-    row_id, id_type, key_type, key_bytes, label_type, label_bytes, attrs_type, attrs_bytes, attrs_json = row
-    if id_type != "integer" or row_id < 0:
-        return f"an id is {row_id if id_type == 'integer' else id_type}, not an integer >= 0"
-    where = f"item {row_id}"
-    if key_type != "text":
-        return f"{where} has a {key_type} key, not text"
-    if not 1 <= key_bytes <= MAX_TEXT_BYTES:
-        return f"{where} has a key of {key_bytes} bytes, not 1 to {MAX_TEXT_BYTES}"
-    if label_type not in ("null", "text"):
-        return f"{where} has a {label_type} label, not text or NULL"
-    if label_type == "text" and label_bytes > MAX_TEXT_BYTES:
-        return f"{where} has a label of {label_bytes} bytes, more than {MAX_TEXT_BYTES}"
-    if attrs_type not in ("null", "text"):
-        return f"{where} has {attrs_type} attrs, not JSON text or NULL"
-    if attrs_type == "text" and attrs_bytes > MAX_ATTRS_BYTES:
-        return f"{where} has attrs of {attrs_bytes} bytes, more than {MAX_ATTRS_BYTES}"
-    return f"{where} has attrs that are {'a JSON ' + attrs_json if attrs_json else 'not JSON'}, not a JSON object"
 
 
 def _over(text: str, limit: int) -> bool:
@@ -220,46 +63,11 @@ def _check_new_values(labels: Sequence[str | None], attrs: Sequence[str | None])
             safe_json.check_depth(text, f"attrs[{i}]", "store a flatter dict")
 
 
-class _TooMuchWork(sqlite3.DatabaseError):
-    """The work budget of a load ran out (a hostile view, trigger or query plan)."""
-
-
-def append_saved_rows(conn: sqlite3.Connection, path: Path) -> None:
-    """Copy the rows of the saved store at `path` into `conn`'s table items, as `MetadataStore.load`
-    describes (read-only attach, exact schema, per-row checks, bounded work). Raises sqlite3.Error
-    (IntegrityError for an id or key already in `conn`), OSError or ValueError; `load_problem` words it."""
-    budget = _WorkBudget(conn, _LOAD_STEPS_FIXED + _LOAD_STEPS_PER_BYTE * path.stat().st_size)
-    try:
-        conn.execute("ATTACH DATABASE ? AS src", (path.resolve().as_uri() + "?mode=ro&immutable=1",))
-        try:
-            _check_saved_schema(conn)
-            total = int(conn.execute("SELECT COUNT(*) FROM src.items").fetchone()[0])
-            copied = conn.execute(
-                f"INSERT INTO main.items (id, key, label, attrs) SELECT id, key, label, attrs FROM src.items "
-                f"WHERE {_VALID_ROW}", _ROW_BOUNDS).rowcount
-            if copied != total:
-                raise sqlite3.DatabaseError(_first_bad_row(conn))
-            conn.commit()
-        finally:
-            conn.rollback()
-            conn.execute("DETACH DATABASE src")
-    except sqlite3.OperationalError:
-        if budget.exceeded:
-            raise _TooMuchWork() from None
-        raise
-    finally:
-        budget.stop()
-
-
-def load_problem(exc: BaseException) -> str:
-    """The reason part of the one-line error for a failed `append_saved_rows`."""
-    if isinstance(exc, OSError):
-        return f"cannot be read: {exc.strerror or exc}"
-    if isinstance(exc, _TooMuchWork):
-        return "reading it takes far more work than a database of its size needs"
-    if isinstance(exc, sqlite3.IntegrityError):
-        return "a key occurs more than once"
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+def _scratch_database() -> sqlite3.Connection:
+    """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
+    beyond it to a scratch file that is deleted on close (or by the OS if the process dies).
+    URI file names are enabled so that `load` can attach a saved file read-only."""
+    return sqlite3.connect("", check_same_thread=False, uri=True)
 
 
 class MetadataStore:
@@ -294,7 +102,7 @@ class MetadataStore:
             if self._keys is not None:
                 self._keys[start:stop] = keys[0]
             start = stop
-        self._key_index: _KeyIndex | None = None
+        self._key_index: KeyIndex | None = None
 
     # -- construction / persistence -------------------------------------------------------------
 
@@ -370,15 +178,15 @@ class MetadataStore:
     def _key_positions(self, keys: Sequence[str]) -> np.ndarray:
         """Positions of keys in the cached arrays; -1 for keys not in the index."""
         if self._keys is None:
-            pos, found = self.positions(_row_key_ids(keys))
+            pos, found = self.positions(row_key_ids(keys))
             return np.where(found, pos, -1)
         if self._key_index is None:
-            self._key_index = _KeyIndex(self._keys)
+            self._key_index = KeyIndex(self._keys)
         return self._key_index.find(self._keys, keys)
 
     def _keys_at(self, pos: np.ndarray) -> np.ndarray:
         """object array of the keys at positions (any shape)."""
-        return _row_keys(self._ids[pos]) if self._keys is None else self._keys[pos]
+        return row_keys(self._ids[pos]) if self._keys is None else self._keys[pos]
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -463,7 +271,7 @@ class MetadataStore:
         if not found.all():
             labels[~found] = None
         if self._keys is None:
-            make = functools.partial(_row_keys, np.where(found, ids, -1))
+            make = functools.partial(row_keys, np.where(found, ids, -1))
             return (make if defer_row_keys else make()), labels
         keys = self._keys[pos]
         if not found.all():
@@ -508,8 +316,8 @@ class MetadataStore:
             self._conn.executemany("INSERT INTO items (id, key, label, attrs) VALUES (?, ?, ?, ?)", rows)
         new_labels = np.empty(n, dtype=object)
         new_labels[:] = labels
-        if self._keys is None and not np.array_equal(_row_key_ids(keys), ids):
-            self._keys = _row_keys(self._ids)  # the first custom key: cache them all from now on
+        if self._keys is None and not np.array_equal(row_key_ids(keys), ids):
+            self._keys = row_keys(self._ids)  # the first custom key: cache them all from now on
         if self._keys is not None:
             new_keys = np.empty(n, dtype=object)
             new_keys[:] = list(keys)

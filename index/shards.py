@@ -35,7 +35,7 @@ from .errors import VectorIndexError
 from .outputs import check_output_directory
 from .backends import largest_honest_array, map_lists  # noqa: F401 (index.shards.map_lists stays importable)
 from .kinds import IVF_KINDS, IndexParams
-from .metadata import SCHEMA, append_saved_rows, load_problem
+from .saved_metadata import SCHEMA, append_saved_rows, load_problem
 from .vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)

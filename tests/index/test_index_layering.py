@@ -1,6 +1,6 @@
-"""`index` stays layered: no import cycles between its modules, and no module reaches into the
-private attributes of an object defined elsewhere (`VectorIndex` owns its state, each backend its
-faiss structure). Read from the source with `ast`, so nothing has to run."""
+"""`index` stays layered: no import cycles between its modules, no module reaches into the private
+attributes of an object defined elsewhere (`VectorIndex` owns its state, each backend its faiss
+structure), and no module outgrows one sitting. Read from the source with `ast`, nothing runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import index
 
 PACKAGE = Path(index.__file__).parent
+MAX_LINES = 400  # a module a newcomer reads in one sitting
 
 # `<expr>._name` is allowed on `self` and `cls` only. Entries: (module, expression, reason).
 ALLOWED_REACH_INS: set[tuple[str, str]] = set()
@@ -131,6 +132,12 @@ def test_no_import_cycles() -> None:
 def test_no_private_attribute_reach_ins() -> None:
     found = private_reach_ins(PACKAGE)
     assert not found, f"{len(found)} private attribute access(es) outside self/cls:\n" + "\n".join(found)
+
+
+def test_no_module_over_400_lines() -> None:
+    long = {name or "__init__": n for name, path in module_names(PACKAGE).items()
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them by concept): {long}"
 
 
 def test_allow_list_entries_have_reasons() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index import metadata
+from index import metadata_keys
 from index.errors import VectorIndexError
 from index.metadata import MetadataStore
 from index_testlib import assert_index_error
@@ -21,7 +21,7 @@ def _store(ids: np.ndarray) -> MetadataStore:
 @pytest.mark.parametrize("collide", [False, True])
 def test_key_lookups_survive_adds_removes_and_hash_collisions(collide, monkeypatch) -> None:
     if collide:  # every key gets the same hash: equal hashes must be told apart by the keys
-        monkeypatch.setattr(metadata, "_hashes", lambda keys: np.zeros(len(keys), dtype=np.int64))
+        monkeypatch.setattr(metadata_keys, "key_hashes", lambda keys: np.zeros(len(keys), dtype=np.int64))
     store = _store(np.arange(40, dtype=np.int64))
     store.check_new_keys(["new"])  # builds the key index
     store.add(np.arange(40, 60, dtype=np.int64), [f"k{i}" for i in range(40, 60)])
