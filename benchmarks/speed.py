@@ -339,7 +339,7 @@ def raw_search(index, queries: np.ndarray, k: int):
     """The faiss index inside a VectorIndex, searched directly (numpy queries, faiss's own defaults)."""
     from index._faiss import faiss_call
 
-    return faiss_call(index._faiss, "search", index.prepare_queries(queries), k)
+    return faiss_call(index.faiss_index, "search", index.prepare_queries(queries), k)
 
 
 def bench_search(sizes: Sizes) -> list[Row]:
