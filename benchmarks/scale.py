@@ -184,7 +184,7 @@ def ddp_step_times(work: Path, limit: int, epochs: int) -> list[dict]:
               ("2 processes (--nproc 2), 1 thread each", ["--nproc", "2"]))
     for number, (label, extra) in enumerate(setups):
         out = work / f"ddp-{number}"
-        command = [sys.executable, "-m", "siamese.cli.main", "pretrain", "mnist-idx:tests/data/mnist", "--limit",
+        command = [sys.executable, "-m", "siamese", "pretrain", "mnist-idx:tests/data/mnist", "--limit",
                    str(limit), "--arch", "conv", "--epochs", str(epochs), "--out", str(out), "-q", *extra]
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         history = list(csv.DictReader((out / "history.csv").open()))

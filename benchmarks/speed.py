@@ -193,7 +193,7 @@ def bare_pretrain(items, config, train):
 
     from siamese.models.autoencoder import Autoencoder
     from siamese.models.model_input import as_model_input
-    from siamese.training.pretrain import split_validation
+    from siamese.training.stages import split_validation
 
     torch.manual_seed(train.seed)
     model = Autoencoder(config, config.network(items.item_shape))
@@ -230,7 +230,7 @@ def bare_finetune(model, items, codes, config, train):
     from siamese.data.augment import random_affine
     from siamese.training.finetune import build_loss
     from siamese.models.model_input import as_model_input
-    from siamese.training.pretrain import split_validation
+    from siamese.training.stages import split_validation
 
     tuned = copy.deepcopy(model)
     x = as_model_input(tuned, items)

@@ -4,12 +4,13 @@ Pretrain an encoder as an autoencoder, fine-tune it as a Siamese network on a fe
 pairs, and search, classify and score items with a FAISS index (the `index` package).
 """
 
-__version__ = "0.2.0"
+from .version import __version__  # noqa: E402
 
 from .models.autoencoder import VARIANTS, Autoencoder, AutoencoderConfig  # noqa: E402
 from .retrieval.bundle import Bundle, export_bundle, load_bundle  # noqa: E402
 from .retrieval.calibration import Calibration, calibrate, load_calibration, save_calibration  # noqa: E402
-from .models.checkpoint import load_model, save_model  # noqa: E402
+from .models.checkpoint import load_model
+from .models.saving import save_model
 from .inference.codes import load_codes, save_codes, write_codes  # noqa: E402
 from .data.loading import ItemSet, Normalization, load_items  # noqa: E402
 from .inference.reconstruct import reconstruct_to_dir  # noqa: E402

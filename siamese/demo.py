@@ -33,7 +33,7 @@ from .retrieval.indexing import build_index
 from .training.pretrain import pretrain
 from .training.loop import TrainConfig
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 CLASSIFY_ROW = "fine-tuned + label propagation"
 
 

@@ -14,7 +14,7 @@ import functools
 import logging
 from typing import Callable
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
@@ -23,7 +23,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
     except (OSError, AttributeError):
-        LOG.debug("malloc_trim is not available; freed memory stays with the allocator")
+        logger.debug("malloc_trim is not available; freed memory stays with the allocator")
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .main import add_data_options, add_output_dir_option, add_output_file_option, command, load_data, source_options
+from .options import add_data_options, add_output_dir_option, add_output_file_option, load_data, source_options
 from ..errors import SiameseError
+from ..models.model_input import CHUNK_ITEMS
 
 
-@command("embed")
 def cmd_embed(args: argparse.Namespace) -> int:
     from ..models.checkpoint import load_model
     from ..inference.codes import bytes_per_item, check_dtype, write_codes
@@ -26,7 +26,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("reconstruct")
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..models.checkpoint import load_model
     from ..inference.reconstruct import reconstruct_to_dir
@@ -48,7 +47,7 @@ def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
     from ..inference.codes import DTYPES, SUFFIXES
 
-    p = sub.add_parser("embed", help="write latent codes (n x d) with keys and labels, in chunks",
+    p = sub.add_parser("embed", cmd_embed, help="write latent codes (n x d) with keys and labels, in chunks",
                        description="Encode DATA into latent codes: dimensionality reduction or compression. "
                        ".npz holds z, keys, y (labels, when known) and, for int8, the per-dimension scale and "
                        "offset (z = scale * q + offset); .npy holds the codes alone (float32 or float16).")
@@ -56,10 +55,11 @@ def register(sub) -> None:
     p.add_argument("data", metavar="DATA")
     add_output_file_option(p, "--out", "Z.npz", SUFFIXES, help="a .npz or .npy file", required=True)
     p.add_argument("--dtype", default="float32", metavar="|".join(DTYPES), help="code precision (int8: .npz only)")
-    p.add_argument("--chunk", type=int, default=65536, metavar="N", help="items embedded at a time (bounds memory)")
+    p.add_argument("--chunk", type=int, default=CHUNK_ITEMS, metavar="N", help="items embedded at a time (bounds memory)")
     add_data_options(p)
 
-    r = sub.add_parser("reconstruct", help="write reconstructed (denoised) images and a CSV of per-item errors",
+    r = sub.add_parser("reconstruct", cmd_reconstruct,
+                       help="write reconstructed (denoised) images and a CSV of per-item errors",
                        description="Reconstruct DATA into DIR: one PNG per item, reconstructions.npy in the items' "
                        "value range and errors.csv (file, key, reconstruction_error). With --noise the items are "
                        "corrupted first and the PSNR of the noisy and the denoised item against the clean one is "

@@ -12,9 +12,11 @@ import numpy as np
 
 from index.atomic import atomic_file
 
-from .main import (Subcommands, add_data_options, add_index_open_options, add_output_dir_option, add_output_file_option,
-                  command, data_kwargs, load_data, source_options)
+from .options import (Subcommands, add_data_options, add_index_open_options, add_output_dir_option,
+                      add_output_file_option,
+                  data_kwargs, load_data, source_options)
 from ..errors import SiameseError
+from ..models.model_input import CHUNK_ITEMS
 
 
 def _model(path: str):
@@ -29,7 +31,6 @@ def _index_for(path: str, model, args: argparse.Namespace):
     return open_index(path, model, force=args.force, untrusted=args.untrusted)
 
 
-@command("index build")
 def cmd_index_build(args: argparse.Namespace) -> int:
     from ..retrieval.calibration import find_calibration
     from ..retrieval.indexing import build_index
@@ -49,7 +50,6 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("index add")
 def cmd_index_add(args: argparse.Namespace) -> int:
     from ..retrieval.indexing import add_to_saved_index
 
@@ -61,7 +61,6 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("index info")
 def cmd_index_info(args: argparse.Namespace) -> int:
     from index import VectorIndex
 
@@ -101,7 +100,6 @@ def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray | None:
     return items.x[[position[k] for k in flat]].numpy().reshape(*keys.shape, *items.item_shape)
 
 
-@command("query")
 def cmd_query(args: argparse.Namespace) -> int:
     from ..data.loading import load_items
     from ..inference.embed import embed
@@ -150,7 +148,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("classify")
 def cmd_classify(args: argparse.Namespace) -> int:
     from index import KNNClassifier
 
@@ -196,7 +193,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("anomaly")
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..inference.anomaly import score_items
 
@@ -227,7 +223,6 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("plot")
 def cmd_plot(args: argparse.Namespace) -> int:
     from .. import plots
     from ..inference.embed import embed, reconstruct
@@ -283,23 +278,23 @@ def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
     p = sub.add_parser("index", help="build, extend or describe a FAISS index of embeddings")
     index_sub = Subcommands(p.add_subparsers(dest="index_command", required=True, metavar="ACTION"))
-    b = index_sub.add_parser("build", help="embed DATA with MODEL into a new index")
+    b = index_sub.add_parser("build", cmd_index_build, help="embed DATA with MODEL into a new index")
     b.add_argument("model", metavar="MODEL")
     b.add_argument("data", metavar="DATA")
     add_output_dir_option(b, "INDEX", "index", help="folder for the index (new, or an earlier index)")
     b.add_argument("--kind", choices=("auto", "flat", "hnsw", "ivf", "ivfpq"), default="auto")
     b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
-    b.add_argument("--chunk-size", type=int, default=65536, help="items embedded at a time (bounds memory)")
+    b.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
     add_data_options(b)
-    a = index_sub.add_parser("add", help="append DATA's items to an index (ids continue)")
+    a = index_sub.add_parser("add", cmd_index_add, help="append DATA's items to an index (ids continue)")
     a.add_argument("index", metavar="INDEX")
     a.add_argument("model", metavar="MODEL")
     a.add_argument("data", metavar="DATA")
     a.add_argument("--labels", metavar="LABELS.csv")
-    a.add_argument("--chunk-size", type=int, default=65536)
+    a.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS)
     add_index_open_options(a)
     add_data_options(a)
-    i = index_sub.add_parser("info", help="describe an index")
+    i = index_sub.add_parser("info", cmd_index_info, help="describe an index")
     i.add_argument("index", metavar="INDEX")
     i.add_argument("--json", action="store_true")
     i.add_argument("--untrusted", action="store_true", help="rebuild from vectors.npy, never parse the faiss file")
@@ -310,7 +305,7 @@ def register(sub) -> None:
 
     add_rebuild_parser(index_sub)
 
-    q = sub.add_parser("query", help="nearest indexed items of item files or of an indexed key")
+    q = sub.add_parser("query", cmd_query, help="nearest indexed items of item files or of an indexed key")
     q.add_argument("index", metavar="INDEX")
     q.add_argument("model", metavar="MODEL")
     q.add_argument("items", metavar="ITEM_FILE", nargs="*")
@@ -321,7 +316,7 @@ def register(sub) -> None:
     add_index_open_options(q, force_help="query even if MODEL did not build INDEX")
     add_data_options(q)
 
-    c = sub.add_parser("classify", help="label items by a vote of their k nearest labelled indexed items")
+    c = sub.add_parser("classify", cmd_classify, help="label items by a vote of their k nearest labelled indexed items")
     c.add_argument("index", metavar="INDEX")
     c.add_argument("model", metavar="MODEL")
     c.add_argument("data", metavar="DATA")
@@ -336,7 +331,7 @@ def register(sub) -> None:
     add_open_set_options(c)
     add_data_options(c)
 
-    n = sub.add_parser("anomaly", help="reconstruction-error and kNN-distance anomaly scores")
+    n = sub.add_parser("anomaly", cmd_anomaly, help="reconstruction-error and kNN-distance anomaly scores")
     n.add_argument("model", metavar="MODEL")
     n.add_argument("data", metavar="DATA")
     n.add_argument("--index", metavar="INDEX", help="also score the distance to the k nearest indexed items")
@@ -347,7 +342,7 @@ def register(sub) -> None:
     add_index_open_options(n)
     add_data_options(n)
 
-    p = sub.add_parser("plot", help="latent map, reconstructions, neighbours, training curves, VAE samples",
+    p = sub.add_parser("plot", cmd_plot, help="latent map, reconstructions, neighbours, training curves, VAE samples",
                        description="samples (VAE only): decode -n draws z ~ N(0, I) into a grid; a 2-D VAE also "
                        "gets the classic decoded-manifold grid over its latent plane, written to PNG-manifold.png.")
     p.add_argument("what", choices=("latent", "reconstructions", "neighbors", "curves", "samples"))

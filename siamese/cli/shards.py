@@ -17,8 +17,9 @@ import sys
 
 import numpy as np
 
-from .main import add_data_options, add_output_dir_option, command, source_options
+from .options import add_data_options, add_output_dir_option, source_options
 from ..errors import SiameseError
+from ..models.model_input import CHUNK_ITEMS
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -45,13 +46,13 @@ def _shard_options(args: argparse.Namespace, start: int, stop: int) -> dict:
     return options
 
 
-@command("index train")
 def cmd_index_train(args: argparse.Namespace) -> int:
     from index.shards import train_template
 
     from ..models.checkpoint import load_model
     from ..inference.embed import embed
-    from ..retrieval.indexing import model_chunks, model_summary
+    from ..models.model_input import model_chunks
+    from ..retrieval.indexing import model_summary
 
     model = load_model(args.model)
     count = count_items(args, args.data)
@@ -98,7 +99,6 @@ def cmd_index_build_shard(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("index merge")
 def cmd_index_merge(args: argparse.Namespace) -> int:
     from index import VectorIndex
     from index.shards import merge_shards
@@ -131,7 +131,8 @@ def register(index_sub, build: argparse.ArgumentParser) -> None:
     build.add_argument("--shard", metavar="i/n", help="build shard i of n (0-based) of DATA; needs --from")
     build.add_argument("--from", dest="template", metavar="TEMPLATE", help="trained empty index (siamese index train)")
 
-    t = index_sub.add_parser("train", help="train an empty IVF index on a sample of DATA, for sharded builds")
+    t = index_sub.add_parser("train", cmd_index_train,
+                             help="train an empty IVF index on a sample of DATA, for sharded builds")
     t.add_argument("model", metavar="MODEL")
     t.add_argument("data", metavar="DATA")
     add_output_dir_option(t, "TEMPLATE", "index", help="folder for the trained empty index")
@@ -140,10 +141,11 @@ def register(index_sub, build: argparse.ArgumentParser) -> None:
     t.add_argument("--pq-m", type=int, help="ivfpq: code bytes per vector (a divisor of the dimension)")
     t.add_argument("--sample", type=int, default=262144, help="items embedded to train on (seeded random sample)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--chunk-size", type=int, default=65536)
+    t.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS)
     add_data_options(t)
 
-    m = index_sub.add_parser("merge", help="merge shards built from one template into one on-disk index")
+    m = index_sub.add_parser("merge", cmd_index_merge,
+                             help="merge shards built from one template into one on-disk index")
     m.add_argument("shards", metavar="SHARD", nargs="+")
     add_output_dir_option(m, "INDEX", "index", help="folder for the merged index (new, or an earlier index)")
     m.add_argument("--untrusted", action="store_true", help="refused: merging parses the shards' faiss files")

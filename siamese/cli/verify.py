@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from .main import add_data_options, add_output_dir_option, add_output_file_option, command, data_kwargs, load_data, source_options
+from .options import (add_data_options, add_output_dir_option, add_output_file_option, data_kwargs, load_data,
+                      source_options)
 from ..errors import SiameseError
+from ..models.model_input import CHUNK_ITEMS
 
 
 def _model(path: str):
@@ -16,7 +18,6 @@ def _model(path: str):
     return load_model(path)
 
 
-@command("calibrate")
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..retrieval.calibration import calibrate_distances, model_pair_distances, plot_calibration, save_calibration
     from ..data.pairs import read_pairs_csv
@@ -38,9 +39,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("verify")
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..retrieval.calibration import load_calibration, pair_distances
+    from ..models.metrics import pair_distances
+    from ..retrieval.calibration import load_calibration
     from ..data.loading import load_items
     from ..inference.embed import embed
 
@@ -63,7 +64,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("export")
 def cmd_export(args: argparse.Namespace) -> int:
     from ..retrieval.bundle import export_bundle, load_bundle
 
@@ -75,7 +75,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("index rebuild")
 def cmd_index_rebuild(args: argparse.Namespace) -> int:
     from ..retrieval.calibration import find_calibration
     from ..retrieval.indexing import rebuild_index
@@ -89,13 +88,14 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
 
 
 def add_rebuild_parser(index_sub) -> None:
-    """`siamese index rebuild`, added to the `index` group by cli_search.register."""
-    r = index_sub.add_parser("rebuild", help="re-embed a stale index's items with MODEL in place (same keys, "
+    """`siamese index rebuild`, added to the `index` group by search.register."""
+    r = index_sub.add_parser("rebuild", cmd_index_rebuild,
+                             help="re-embed a stale index's items with MODEL in place (same keys, "
                              "labels, attrs)")
     r.add_argument("index", metavar="INDEX")
     r.add_argument("model", metavar="MODEL")
     r.add_argument("data", metavar="DATA", help="the items the index was built from")
-    r.add_argument("--chunk-size", type=int, default=65536)
+    r.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS)
     r.add_argument("--untrusted", action="store_true",
                    help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
     add_data_options(r)
@@ -112,7 +112,8 @@ def register(sub) -> None:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return value
 
-    p = sub.add_parser("calibrate", help="same/different distance threshold from labelled pairs (ROC/PR report)")
+    p = sub.add_parser("calibrate", cmd_calibrate,
+                       help="same/different distance threshold from labelled pairs (ROC/PR report)")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--pairs", required=True, metavar="PAIRS.csv", help="header a,b,label over DATA's item keys")
@@ -121,48 +122,21 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_data_options(p)
 
-    v = sub.add_parser("verify", help="are two items the same? distance, answer and confidence (needs calibrate)")
+    v = sub.add_parser("verify", cmd_verify,
+                       help="are two items the same? distance, answer and confidence (needs calibrate)")
     v.add_argument("model", metavar="MODEL")
     v.add_argument("a", metavar="A", help="item file")
     v.add_argument("b", metavar="B", help="item file")
     v.add_argument("--json", action="store_true")
     add_data_options(v)
 
-    e = sub.add_parser("export", help="one directory with model, index, calibration and a checksummed manifest")
+    e = sub.add_parser("export", cmd_export,
+                       help="one directory with model, index, calibration and a checksummed manifest")
     e.add_argument("model", metavar="MODEL")
     e.add_argument("index", metavar="INDEX")
     add_output_dir_option(e, "BUNDLE", "bundle", help="folder for the bundle (new, or an earlier bundle)")
     e.add_argument("--untrusted", action="store_true",
                    help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
-
-
-# ---------------------------------------------------------------- pseudo-pair options of `siamese finetune`
-
-def add_pseudo_pair_options(parser) -> None:
-    """`siamese finetune` flags; --pseudo-pairs off trains on the given pairs / labels only."""
-    group = parser.add_argument_group("pseudo-pairs")
-    group.add_argument("--pseudo-pairs", choices=("on", "off"), default="on",
-                       help="also train on confident pairs mined among unlabelled items (mutual nearest neighbours "
-                       "= same, far pairs = different); default on")
-    group.add_argument("--pseudo-k", type=int, default=5, help="mutual k-nearest neighbours")
-    group.add_argument("--pseudo-positive-quantile", type=float, default=0.5,
-                       help="keep mutual neighbours closer than this quantile of their distances")
-    group.add_argument("--pseudo-negative-quantile", type=float, default=0.9,
-                       help="negatives: random pairs beyond this quantile of random-pair distances")
-    group.add_argument("--pseudo-ratio", type=float, default=1.0, help="negatives per positive")
-    group.add_argument("--pseudo-weight", type=float, default=1.0, help="weight relative to the labelled term")
-    group.add_argument("--pseudo-refresh", action="store_true", help="mine again every epoch")
-
-
-def pseudo_pair_config(args):
-    """PseudoPairConfig from the finetune flags, or None with --pseudo-pairs off."""
-    from ..training.pseudo_pairs import PseudoPairConfig
-
-    if args.pseudo_pairs == "off":
-        return None
-    return PseudoPairConfig(k=args.pseudo_k, positive_quantile=args.pseudo_positive_quantile,
-                            negative_quantile=args.pseudo_negative_quantile, negatives_per_positive=args.pseudo_ratio,
-                            weight=args.pseudo_weight, refresh=args.pseudo_refresh)
 
 
 # ---------------------------------------------------------------- open-set options of `siamese classify`
@@ -178,7 +152,7 @@ def add_open_set_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--unknown-recon-quantile", type=float, metavar="Q",
                        help="answer unknown when the reconstruction error exceeds the Q quantile of the indexed "
                        "items' errors (read back from the source the index was built from)")
-    group.add_argument("--unknown-label", default="unknown", help="the open-set answer (default: unknown)")
+    group.add_argument("--unknown-label", default="unknown", help="the open-set answer")
 
 
 # on MNIST with two digits held out, q0.95 gave unknown-detection F1 0.80 (best possible 0.82); the

@@ -20,7 +20,7 @@ from ..errors import SiameseError
 from .labels import check_field
 from .sources.reader import reason
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,11 @@ def make_pairs(a, b, label) -> Pairs:
         raise SiameseError(f"{int((counts > 1).sum())} pair(s) are labelled both 1 and 0 (e.g. items {bad[0]} and "
                            f"{bad[1]}); fix the contradictory rows")
     if len(unique) < len(table):
-        LOG.warning("dropped %d duplicate pair(s)", len(table) - len(unique))
+        logger.warning("dropped %d duplicate pair(s)", len(table) - len(unique))
     pairs = Pairs(unique[:, 0], unique[:, 1], unique[:, 2])
     if pairs.n_positive == 0 or pairs.n_negative == 0:
         kind = "positive (1)" if pairs.n_negative == 0 else "negative (0)"
-        LOG.warning("all %d pairs are %s; the contrastive loss only %s", len(pairs), kind,
+        logger.warning("all %d pairs are %s; the contrastive loss only %s", len(pairs), kind,
                     "pulls items together" if pairs.n_negative == 0 else "pushes items apart")
     return pairs
 
@@ -163,7 +163,7 @@ def select_per_class(codes: np.ndarray, per_class: int, seed: int = 0) -> np.nda
     for cls in np.unique(codes[codes >= 0]):
         members = np.flatnonzero(codes == cls)
         if len(members) < per_class:
-            LOG.warning("class %s has only %d labelled items (< %d); using all", cls, len(members), per_class)
+            logger.warning("class %s has only %d labelled items (< %d); using all", cls, len(members), per_class)
         mask[rng.choice(members, min(per_class, len(members)), replace=False)] = True
     return mask
 

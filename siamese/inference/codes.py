@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from index.atomic import atomic_file
 
 from ..errors import SiameseError
+from ..models.model_input import CHUNK_ITEMS
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16", "int8")
 SUFFIXES = (".npz", ".npy")
@@ -215,7 +216,7 @@ class CodeWriter:
                     self._write_npz(fh, params)
         except OSError as error:
             raise SiameseError(f"cannot write {self.path}: {error.strerror or error}; choose a writable path") from None
-        LOG.info("wrote %d x %d %s codes to %s", self.count, self.dim, self.dtype, self.path)
+        logger.info("wrote %d x %d %s codes to %s", self.count, self.dim, self.dtype, self.path)
 
     def _write_npz(self, fh: BinaryIO, params: Quantization | None) -> None:
         arrays = {"keys": np.array(self.keys, dtype=str)}
@@ -250,7 +251,7 @@ def save_codes(path: str | os.PathLike, z: np.ndarray, keys: Sequence[str] | Non
     return writer.path
 
 
-def write_codes(model, items, path: str | os.PathLike, *, dtype: str = "float32", chunk: int = 65536,
+def write_codes(model, items, path: str | os.PathLike, *, dtype: str = "float32", chunk: int = CHUNK_ITEMS,
                 batch_size: int = 1024, progress: bool = False, **data_options) -> CodeWriter:
     """Embed items (an ItemSet or any DATA source) chunk by chunk into a codes file.
 
@@ -259,7 +260,7 @@ def write_codes(model, items, path: str | os.PathLike, *, dtype: str = "float32"
     Returns the finished writer (count, dim, keys, labels, path, dtype).
     """
     from .embed import embed
-    from ..retrieval.indexing import model_chunks
+    from ..models.model_input import model_chunks
 
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise SiameseError(f"chunk must be a positive number of items, got {chunk!r}")

@@ -35,7 +35,7 @@ from ..data.augment import corrupt, parse_noise
 from ..errors import SiameseError
 from ..models.model_input import as_model_input, model_normalization
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ERRORS_CSV = "errors.csv"
 ARRAY = "reconstructions.npy"
@@ -124,7 +124,7 @@ def reconstruct_to_dir(model, items, out_dir: str | os.PathLike, *, noise: str |
             _write(tmp, report, recon, model, progress)
     except OSError as error:
         raise SiameseError(f"cannot write {target}: {error.strerror or error}; choose a writable folder") from None
-    LOG.info("wrote %d reconstructions to %s (mean error %.4g)", len(keys), target, report.mean_error)
+    logger.info("wrote %d reconstructions to %s (mean error %.4g)", len(keys), target, report.mean_error)
     return report
 
 

@@ -121,13 +121,13 @@ class Autoencoder(nn.Module):
 
     def fingerprint(self) -> str:
         """sha256 of the weights; indexes record it to refuse vectors from another model."""
-        from .checkpoint import fingerprint
+        from .fingerprint import fingerprint
 
         return fingerprint(self)
 
     def save(self, directory, *, overwrite: bool = False) -> None:
         """Write a model directory (config.json + model.safetensors), atomically."""
-        from .checkpoint import save_model
+        from .saving import save_model
 
         save_model(self, directory, overwrite=overwrite)
 

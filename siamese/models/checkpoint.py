@@ -1,126 +1,36 @@
-"""Model directories: `config.json` + `model.safetensors` (+ `history.csv`, `checkpoint/`).
-
-No pickle anywhere: weights are safetensors, everything else JSON/CSV. The fingerprint is a
-sha256 over the weights (names, dtypes, shapes, bytes), the architecture and the `info` fields
-that change what the model computes (BEHAVIOUR_INFO), so an index can tell which model made its
-vectors and an edited config.json is detected. Every field of config.json that decides an
-allocation is type-checked and bounded, and checked against the safetensors header, before
-anything is allocated.
+"""Reading a model directory back, as untrusted input: every field of config.json that decides an
+allocation is type-checked and bounded, and checked against the safetensors header, before anything
+is allocated; the weights and config are then checked against the fingerprint (models/fingerprint.py).
+Writing one is models/saving.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import platform
-import shutil
-import time
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from index import safe_json
-from index.atomic import atomic_directory, read_consistently
+from index.atomic import read_consistently
 
-from .autoencoder import Autoencoder, AutoencoderConfig
-from ..retrieval.calibration import CALIBRATION_FILE, METRICS
-from ..errors import SiameseError
-from .networks import NetworkConfig
 from ..data.normalization import Normalization
+from ..errors import SiameseError
+from .autoencoder import Autoencoder, AutoencoderConfig
+from .fingerprint import fingerprint, weights_digest
+from .metrics import METRICS
+from .networks import NetworkConfig
+from .saving import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
 
-FORMAT = "siamese-model"
-FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, CHECKPOINT_DIR = "config.json", "model.safetensors", "history.csv", "checkpoint"
 
-# `info` fields that change what the model computes or how its distances are read (fingerprinted)
-BEHAVIOUR_INFO = ("metric", "normalization", "threshold")
 # Values of one input item (C x H x W). A conv model's weights fix C but not H and W, so a config
 # could otherwise claim inputs of any size and make every embed or decode allocate that much.
 MAX_INPUT_VALUES = 4096 * 4096 * 4
 MAX_STAGES = 32  # hidden layers (mlp) or conv stages listed in `widths` (the defaults have 2 and 3)
 _DAMAGED = "the model directory is damaged: restore it from a good copy or train the model again"
-
-
-def fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of every weight and buffer in name order and, for an Autoencoder, of its
-    architecture and BEHAVIOUR_INFO: equal fingerprints <=> the same embedding and distances."""
-    digest = _weights_digest(model)
-    if isinstance(model, Autoencoder):
-        described = {"autoencoder": model.config.to_dict(), "network": model.network.to_dict(),
-                     "info": {key: model.info[key] for key in BEHAVIOUR_INFO if key in model.info}}
-        digest.update(b"|described|" + json.dumps(described, sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-def _weights_digest(model: torch.nn.Module) -> "hashlib._Hash":
-    """sha256 over every weight and buffer in name order (all that fingerprints covered before 0.2)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
-    return digest
-
-
-def library_versions() -> dict[str, str]:
-    import faiss
-    import numpy
-    import pytorch_metric_learning
-
-    from .. import __version__
-
-    return {"siamese": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "faiss": getattr(faiss, "__version__", "unknown"),
-            "pytorch_metric_learning": pytorch_metric_learning.__version__, "python": platform.python_version()}
-
-
-def model_record(model: Autoencoder) -> dict:
-    """Everything config.json holds; also copied into indexes built with the model."""
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "fingerprint": fingerprint(model),
-        "autoencoder": model.config.to_dict(),
-        "network": model.network.to_dict(),
-        "info": model.info,
-        "versions": library_versions(),
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
-def save_model(model: Autoencoder, directory: str | Path, *, keep_extras_from: str | Path | None = None,
-               overwrite: bool = False) -> Path:
-    """Write the model directory atomically; history.csv and checkpoint/ are carried over from
-    `keep_extras_from` (default: the directory being replaced), and so is calibration.json when it
-    was made for these very weights (for other weights it would be stale)."""
-    directory = Path(directory)
-    extras_dir = Path(keep_extras_from) if keep_extras_from is not None else directory
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    record = model_record(model)
-    with atomic_directory(directory, "model", overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"fingerprint": record["fingerprint"]})
-        text = safe_json.dumps(record, f"the model's {CONFIG_FILE}", "keep model.info small and shallow",
-                               error=SiameseError, indent=2)
-        (tmp / CONFIG_FILE).write_text(text)
-        if (extras_dir / HISTORY_FILE).is_file():
-            shutil.copy2(extras_dir / HISTORY_FILE, tmp / HISTORY_FILE)
-        if (extras_dir / CHECKPOINT_DIR).is_dir():
-            shutil.copytree(extras_dir / CHECKPOINT_DIR, tmp / CHECKPOINT_DIR)
-        if _calibrated_for(extras_dir / CALIBRATION_FILE, record["fingerprint"]):
-            shutil.copy2(extras_dir / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
-    return directory
-
-
-def _calibrated_for(path: Path, fingerprint: str) -> bool:
-    """`path` is a calibration file made for the model with this fingerprint."""
-    try:
-        return safe_json.read_json(path, str(path), "").get("model_fingerprint") == fingerprint
-    except (OSError, ValueError):  # missing or unreadable: nothing to keep
-        return False
 
 
 def read_model_config(directory: str | Path) -> dict:
@@ -243,7 +153,7 @@ def _load_once(directory: Path, verify: bool) -> Autoencoder:
         raise SiameseError(f"{weights} does not match the architecture in config.json ({str(exc)[:160]})") from None
     model.eval()
     if verify and fingerprint(model) != record["fingerprint"]:
-        if _weights_digest(model).hexdigest() == record["fingerprint"]:
+        if weights_digest(model).hexdigest() == record["fingerprint"]:
             raise SiameseError(
                 f"{directory} was saved by siamese 0.1, whose fingerprint covered the weights but not config.json, "
                 f"so its metric and normalisation cannot be checked; if you trust it, re-save it once with "

@@ -53,3 +53,34 @@ def as_model_input(model, items) -> torch.Tensor:
     if not torch.isfinite(x).all():
         raise SiameseError(f"items contain {int((~torch.isfinite(x)).sum())} NaN/inf values; clean the data first")
     return x.contiguous()
+
+
+CHUNK_ITEMS = 65536  # items embedded at a time by chunked work (index build, embed --chunk): bounds memory
+
+
+def model_chunks(model, source, chunk_size: int, data_options: dict) -> "ItemChunks":
+    """ItemSets of <= chunk_size items from any source, already in the model's normalisation;
+    `.total` says how many items to expect."""
+    from ..data.loading import ItemChunks, ItemSet, iter_item_chunks
+
+    if isinstance(source, ItemSet):
+        parts = (source.subset(range(start, min(len(source), start + chunk_size)))
+                 for start in range(0, len(source), chunk_size))
+        return ItemChunks(parts, len(source))
+    options = {"normalization": model_normalization(model), **data_options}
+    skip = options.pop("skip", 0)
+    shape = model.network.input_shape
+    if len(shape) == 3:
+        options.setdefault("channels", shape[0])
+    chunks = iter_item_chunks(source, chunk_size, **options)
+    return ItemChunks(skip_items(chunks, skip), max(0, chunks.total - skip))
+
+
+def skip_items(chunks, skip: int):
+    """The chunks without their first `skip` items."""
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        yield chunk.subset(range(skip, len(chunk))) if skip else chunk
+        skip = 0

@@ -22,7 +22,7 @@ from ..errors import SiameseError
 from .common import (_array, _bool_array, _check_path, _finite, _labels, _optional_number, _save, _scores,
                           _short, _sorted_labels)
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "pca", "tsne")
 # history.csv columns that are bookkeeping, not losses
@@ -36,7 +36,7 @@ def _project(z: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str, st
     """(n, d) -> ((n, 2) coordinates, x label, y label) for d > 2 with "pca" or "tsne"."""
     n, d = z.shape
     if method == "tsne" and n < 4:
-        LOG.warning("t-SNE needs at least 4 points (got %d); using PCA instead", n)
+        logger.warning("t-SNE needs at least 4 points (got %d); using PCA instead", n)
         method = "pca"
     if method == "pca":
         from sklearn.decomposition import PCA
@@ -53,7 +53,7 @@ def _project(z: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str, st
     if d > 50 and n > 50:
         from sklearn.decomposition import PCA
 
-        LOG.info("reducing %d-D embeddings to 50-D with PCA before t-SNE", d)
+        logger.info("reducing %d-D embeddings to 50-D with PCA before t-SNE", d)
         z = PCA(n_components=50, random_state=seed).fit_transform(z)
     from threadpoolctl import threadpool_limits
 
@@ -104,7 +104,7 @@ def plot_latent(z: np.ndarray, labels: Sequence[str | None] | None = None, path:
         keep = np.sort(rng.choice(n_all, size=max_points, replace=False))
         z = z[keep]
         labels = None if labels is None else [labels[i] for i in keep]
-        LOG.info("plotting a random subsample of %d of %d embeddings (seed %d)", max_points, n_all, seed)
+        logger.info("plotting a random subsample of %d of %d embeddings (seed %d)", max_points, n_all, seed)
     n = len(z)
 
     if d == 1:
@@ -114,7 +114,7 @@ def plot_latent(z: np.ndarray, labels: Sequence[str | None] | None = None, path:
         xy, xlabel, ylabel, used = z, "z[0]", "z[1]", "drawn as is"
     else:
         used = method if method != "auto" else ("tsne" if n_all <= max_points else "pca")
-        LOG.info("projecting %d %d-D embeddings to 2-D with %s", n, d, used)
+        logger.info("projecting %d %d-D embeddings to 2-D with %s", n, d, used)
         xy, xlabel, ylabel = _project(z, used, seed)
         used = {"pca": "PCA", "tsne": "t-SNE"}[used]
 
@@ -144,7 +144,7 @@ def plot_latent(z: np.ndarray, labels: Sequence[str | None] | None = None, path:
             ax.legend(handles=handles, title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                       title_fontsize=9, ncols=1 if len(handles) <= 20 else 2, frameon=False)
         else:
-            LOG.info("%d labels: legend omitted", len(handles))
+            logger.info("%d labels: legend omitted", len(handles))
             ax.text(1.01, 1.0, f"{len(handles)} labels\n(legend omitted)", transform=ax.transAxes, va="top", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -289,7 +289,7 @@ def plot_roc(distances_or_scores: np.ndarray, is_positive: np.ndarray, path: str
 
     fpr, tpr, _ = roc_curve(positive, values if higher_is_positive else -values)
     area = float(auc(fpr, tpr))
-    LOG.info("ROC AUC %.4f over %d items (%d positive)", area, len(values), int(positive.sum()))
+    logger.info("ROC AUC %.4f over %d items (%d positive)", area, len(values), int(positive.sum()))
     fig = Figure(figsize=(5.6, 5.2), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(fpr, tpr, color="tab:blue", lw=2, label=f"ROC (AUC = {area:.3f})")

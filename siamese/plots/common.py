@@ -21,7 +21,7 @@ from index.atomic import atomic_file
 
 from ..errors import SiameseError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DPI = 110
 
@@ -45,7 +45,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Render `fig` to a PNG at `path` via a temp file + rename, creating folders; frees the figure."""
     target = _check_path(path)
     if target.suffix.lower() != ".png":
-        LOG.warning("writing PNG data to %s (name does not end in .png)", target)
+        logger.warning("writing PNG data to %s (name does not end in .png)", target)
     try:
         FigureCanvasAgg(fig)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
         raise SiameseError(f"cannot write {target}: {error.strerror or error}; choose a writable path") from None
     finally:
         fig.clear()
-    LOG.info("wrote %s", target)
+    logger.info("wrote %s", target)
     return target
 
 

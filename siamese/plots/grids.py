@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 from ..errors import SiameseError
 from .common import DPI, _array, _check_path, _items, _labels, _save, _short
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _STRIP_ASPECT = 0.2  # height / width of the cell that shows a 1 x D vector strip
 _TITLE_PT = 7.0  # font size of per-cell titles
@@ -57,7 +57,7 @@ def _value_range(*arrays: np.ndarray) -> tuple[float, float]:
     lo = min(0.0, *(float(a.min()) for a in arrays))
     hi = max(1.0, *(float(a.max()) for a in arrays))
     if lo < 0.0 or hi > 1.0:
-        LOG.info("values span [%.3g, %.3g], outside [0, 1]; scaling the colours to that range", lo, hi)
+        logger.info("values span [%.3g, %.3g], outside [0, 1]; scaling the colours to that range", lo, hi)
     return lo, hi
 
 

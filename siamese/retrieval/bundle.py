@@ -31,10 +31,11 @@ from index.storage import file_entry, sha256_file
 
 from ..models.autoencoder import Autoencoder
 from .calibration import CALIBRATION_FILE, Calibration, check_calibration, find_calibration, load_calibration
-from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, library_versions, load_model
+from ..models.saving import CONFIG_FILE, WEIGHTS_FILE, library_versions
+from ..models.checkpoint import load_model
 from ..errors import SiameseError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 FORMAT = "siamese-bundle"
 FORMAT_VERSION = 1
@@ -79,7 +80,7 @@ def export_bundle(model_dir: str | Path, index_dir: str | Path, out: str | Path,
             "files": {name: file_entry(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    LOG.info("exported bundle %s (%d items, %d files)", out, len(index), len(manifest["files"]))
+    logger.info("exported bundle %s (%d items, %d files)", out, len(index), len(manifest["files"]))
     return out
 
 

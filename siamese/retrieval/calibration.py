@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SiameseError
+from ..models.saving import CALIBRATION_FILE
+from ..models.metrics import METRICS, pair_distances
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 FORMAT = "siamese-calibration"
 FORMAT_VERSION = 1
-CALIBRATION_FILE = "calibration.json"
-METRICS = ("cosine", "l2")
 
 
 @dataclass(frozen=True)
@@ -146,21 +146,6 @@ def parse_target(target: str) -> tuple[str, float | None]:
                        "with P, R in (0, 1], e.g. precision=0.99")
 
 
-def pair_distances(za: np.ndarray, zb: np.ndarray, metric: str) -> np.ndarray:
-    """Distances (n,) float64 between rows of za and zb (n, d) in the index's units."""
-    a, b = np.asarray(za, dtype=np.float64), np.asarray(zb, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 2:
-        raise SiameseError(f"pair embeddings must both have shape (n, d), got {a.shape} and {b.shape}")
-    if metric == "l2":
-        return np.linalg.norm(a - b, axis=1)
-    if metric == "cosine":
-        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-        if not (np.all(na > 0) and np.all(nb > 0)):
-            raise SiameseError("a zero embedding has no cosine direction; calibrate with metric 'l2'")
-        return np.clip(1.0 - np.einsum("nd,nd->n", a, b) / (na * nb), 0.0, 2.0)
-    raise SiameseError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-
-
 def _midpoint(distances: np.ndarray, cut: float) -> float:
     """Halfway between `cut` and the next larger distance (cut itself when none is larger)."""
     above = distances[distances > cut]
@@ -237,7 +222,7 @@ def calibrate_distances(distances, same, *, metric: str, target: str = "f1",
         confidence_coef=float(logistic.coef_[0, 0]), confidence_intercept=float(logistic.intercept_[0]),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    LOG.info("calibrated threshold %.4g (%s) on %d pairs: AUC %.4f, F1 %.4f", threshold, target, len(d),
+    logger.info("calibrated threshold %.4g (%s) on %d pairs: AUC %.4f, F1 %.4f", threshold, target, len(d),
              calibration.auc, calibration.f1)
     return calibration
 

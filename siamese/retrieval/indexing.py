@@ -20,12 +20,13 @@ from index.locking import write_lock
 from ..models.autoencoder import Autoencoder
 from ..inference.embed import embed
 from ..errors import SiameseError
+from ..models.model_input import CHUNK_ITEMS, model_chunks
 from ..memory import release_freed_memory
 
 if TYPE_CHECKING:
     from ..data.loading import ItemChunks
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def model_summary(model: Autoencoder) -> dict[str, Any]:
@@ -39,35 +40,6 @@ def model_summary(model: Autoencoder) -> dict[str, Any]:
         "metric": model.metric,
         **({"threshold": model.info["threshold"]} if "threshold" in model.info else {}),
     }
-
-
-def model_chunks(model: Autoencoder, source, chunk_size: int, data_options: dict) -> "ItemChunks":
-    """ItemSets of <= chunk_size items from any source, already in the model's normalisation;
-    `.total` says how many items to expect."""
-    from ..data.loading import ItemChunks, ItemSet, iter_item_chunks
-    from ..models.model_input import model_normalization
-
-    if isinstance(source, ItemSet):
-        parts = (source.subset(range(start, min(len(source), start + chunk_size)))
-                 for start in range(0, len(source), chunk_size))
-        return ItemChunks(parts, len(source))
-    options = {"normalization": model_normalization(model), **data_options}
-    skip = options.pop("skip", 0)
-    shape = model.network.input_shape
-    if len(shape) == 3:
-        options.setdefault("channels", shape[0])
-    chunks = iter_item_chunks(source, chunk_size, **options)
-    return ItemChunks(_skip_items(chunks, skip), max(0, chunks.total - skip))
-
-
-def _skip_items(chunks, skip: int):
-    """The chunks without their first `skip` items."""
-    for chunk in chunks:
-        if skip >= len(chunk):
-            skip -= len(chunk)
-            continue
-        yield chunk.subset(range(skip, len(chunk))) if skip else chunk
-        skip = 0
 
 
 def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progress: bool, done: int = 0) -> int:
@@ -97,7 +69,7 @@ def _labels_mapping(labels):
     return labels
 
 
-def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = 65536,
+def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = CHUNK_ITEMS,
                 progress: bool = False, memory_budget_bytes: int | None = None, calibration=None,
                 **data_options) -> VectorIndex:
     """Embed every item of `source` (ItemSet or any load_items source) into a new index.
@@ -106,7 +78,7 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
     calibration: the model's same/different Calibration (or its model directory), kept in the
     index's info["calibration"] so the threshold travels with the index.
     IVF kinds are trained on the first chunk, so make chunk_size comfortably larger than the
-    number of IVF lists (the default 65536 is).
+    number of IVF lists (the default CHUNK_ITEMS is).
     """
     info = {"model": model_summary(model), **_calibration_info(model, calibration)}
     labels = _labels_mapping(labels)
@@ -138,7 +110,7 @@ def _calibration_info(model: Autoencoder, calibration) -> dict[str, Any]:
     return {"calibration": calibration.to_dict()}
 
 
-def rebuild_index(path: str | Path, model: Autoencoder, source, *, calibration=None, chunk_size: int = 65536,
+def rebuild_index(path: str | Path, model: Autoencoder, source, *, calibration=None, chunk_size: int = CHUNK_ITEMS,
                   progress: bool = False, untrusted: bool = False, **data_options) -> VectorIndex:
     """Re-embed a saved index's items with `model` and replace it atomically (a stale index: the
     model changed). Keys, labels, attrs, kind and id order stay; vectors, fingerprint, model
@@ -181,11 +153,11 @@ def _rebuild_locked(path: str | Path, model: Autoencoder, source, *, calibration
                               metric=model.metric, kind=old.kind, model_fingerprint=model.fingerprint(), info=info,
                               nlist=params.get("nlist"), pq_m=params.get("pq_m"))
     index.save(path)
-    LOG.info("rebuilt %s: %d items re-embedded with model %s", path, len(index), model.fingerprint()[:12])
+    logger.info("rebuilt %s: %d items re-embedded with model %s", path, len(index), model.fingerprint()[:12])
     return index
 
 
-def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, chunk_size: int = 65536,
+def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, chunk_size: int = CHUNK_ITEMS,
               progress: bool = False, force: bool = False, **data_options) -> int:
     """Append items to an existing index (ids continue; keys already present are refused)."""
     index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import SiameseError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def init_from_env(backend: str | None = None) -> Parallel:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     parallel = Parallel(dist.get_rank(), dist.get_world_size())
-    LOG.info("rank %d of %d joined (%s)", parallel.rank, parallel.world_size, backend)
+    logger.info("rank %d of %d joined (%s)", parallel.rank, parallel.world_size, backend)
     return parallel
 
 
@@ -240,5 +240,5 @@ def relaunch(argv: Sequence[str], nproc: int, module: str = "siamese") -> int:
                "-m", module, *argv]
     env = {**os.environ}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # share the cores
-    LOG.info("launching %s", " ".join(command))
+    logger.info("launching %s", " ".join(command))
     return subprocess.call(command, env=env)

@@ -22,19 +22,22 @@ from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, Di
 
 from ..data.augment import random_affine
 from ..models.autoencoder import Autoencoder
-from ..models.checkpoint import CHECKPOINT_DIR, save_model
+from ..models.saving import CHECKPOINT_DIR, save_model
 from .distributed import Parallel
 from ..errors import SiameseError
 from ..models.model_input import as_model_input
 from ..data.pairs import Pairs, read_pairs_csv, sample_pair_batch, select_per_class
 from .pseudo_pairs import PseudoPairConfig, PseudoPairTerm
-from .pretrain import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
+from .stages import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
 from .loop import TrainConfig, fit, shuffled_batches, steps_for
 
-LOG = logging.getLogger(__name__)
-LOSSES = ("contrastive", "triplet", "multisimilarity", "ntxent", "supcon")
+logger = logging.getLogger(__name__)
 DISTANCES = ("cosine", "euclidean")
 MINERS = ("none", "hard")
+
+
+FINETUNE_TRAIN = TrainConfig(epochs=10,
+                             lr=1e-3)  # shorter and gentler than pretraining: it starts from a trained encoder
 
 
 @dataclass(frozen=True)
@@ -76,29 +79,40 @@ class FinetuneConfig:
         return asdict(self)
 
 
+def _pair_distance(config: "FinetuneConfig") -> distances.LpDistance:
+    """L2 between unit-normalised embeddings (cosine) or raw L2 (euclidean), as the index will measure."""
+    return distances.LpDistance(normalize_embeddings=config.distance == "cosine", p=2)
+
+
+# name -> PML loss built from the config (its distance and margins); FinetuneConfig.loss picks one
+LOSS_FACTORIES = {
+    "contrastive": lambda c: losses.ContrastiveLoss(pos_margin=c.pos_margin, neg_margin=c.neg_margin,
+                                                    distance=_pair_distance(c)),
+    "triplet": lambda c: losses.TripletMarginLoss(margin=c.triplet_margin, distance=_pair_distance(c)),
+    "multisimilarity": lambda c: losses.MultiSimilarityLoss(distance=distances.CosineSimilarity()),
+    "ntxent": lambda c: losses.NTXentLoss(temperature=c.temperature),
+    "supcon": lambda c: losses.SupConLoss(temperature=c.temperature),
+}
+LOSSES = tuple(LOSS_FACTORIES)
+# loss name -> the PML miner that suits it, used with FinetuneConfig.miner = "hard"
+HARD_MINER_FACTORIES = {
+    "triplet": lambda c: miners.TripletMarginMiner(margin=c.triplet_margin, type_of_triplets="semihard",
+                                                   distance=_pair_distance(c)),
+    "contrastive": lambda c: miners.PairMarginMiner(pos_margin=c.pos_margin, neg_margin=c.neg_margin,
+                                                    distance=_pair_distance(c)),
+}
+
+
 def build_loss(config: FinetuneConfig) -> losses.BaseMetricLossFunction:
     """The PML loss named by the config, with the config's distance and margins."""
-    distance = distances.LpDistance(normalize_embeddings=config.distance == "cosine", p=2)
-    if config.loss == "contrastive":
-        return losses.ContrastiveLoss(pos_margin=config.pos_margin, neg_margin=config.neg_margin, distance=distance)
-    if config.loss == "triplet":
-        return losses.TripletMarginLoss(margin=config.triplet_margin, distance=distance)
-    if config.loss == "multisimilarity":
-        return losses.MultiSimilarityLoss(distance=distances.CosineSimilarity())
-    if config.loss == "ntxent":
-        return losses.NTXentLoss(temperature=config.temperature)
-    return losses.SupConLoss(temperature=config.temperature)
+    return LOSS_FACTORIES[config.loss](config)
 
 
 def build_miner(config: FinetuneConfig):
+    """None (every pair in the batch) or the hard miner that suits the loss."""
     if config.miner == "none":
         return None
-    distance = distances.LpDistance(normalize_embeddings=config.distance == "cosine", p=2)
-    if config.loss == "triplet":
-        return miners.TripletMarginMiner(margin=config.triplet_margin, type_of_triplets="semihard", distance=distance)
-    if config.loss == "contrastive":
-        return miners.PairMarginMiner(pos_margin=config.pos_margin, neg_margin=config.neg_margin, distance=distance)
-    return miners.MultiSimilarityMiner()
+    return HARD_MINER_FACTORIES.get(config.loss, lambda c: miners.MultiSimilarityMiner())(config)
 
 
 def resolve_labels(items, labels) -> np.ndarray:
@@ -125,7 +139,7 @@ def finetune(
     labels=None,
     labels_per_class: int | None = None,
     config: FinetuneConfig = FinetuneConfig(),
-    train: TrainConfig = TrainConfig(epochs=10, lr=1e-3),
+    train: TrainConfig = FINETUNE_TRAIN,
     loss: losses.BaseMetricLossFunction | None = None,
     miner=None,
     out: str | Path | None = None,
@@ -240,7 +254,7 @@ def finetune(
             },
         }
         if recon_before is not None:
-            LOG.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
+            logger.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
         if out is not None and (parallel is None or parallel.is_main):
             save_model(tuned, out)
             if codes is not None:

@@ -29,7 +29,7 @@ from index.safe_json import read_json
 from .distributed import Parallel
 from ..errors import SiameseError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 SCHEDULES = ("onecycle", "cosine", "constant")
 
 
@@ -121,7 +121,7 @@ def fit(
     state = TrainState()
     if resume_from is not None and has_checkpoint(resume_from):
         state = load_checkpoint(resume_from, model, optimizer, generator)
-        LOG.info("resuming after epoch %d", state.epoch)
+        logger.info("resuming after epoch %d", state.epoch)
     total_steps = config.epochs * steps_per_epoch
     callbacks = [c for c in callbacks if parallel is None or parallel.is_main or not getattr(c, "main_only", False)]
     step = parallel.wrap(model) if parallel is not None else None
@@ -169,7 +169,7 @@ def fit(
         record["items_per_second"] = steps * config.batch_size / record["seconds"]
         state.epoch += 1
         state.history.append(record)
-        LOG.info("epoch %d: %s", state.epoch, record)
+        logger.info("epoch %d: %s", state.epoch, record)
         for callback in callbacks:
             callback.on_epoch_end(state, model, optimizer, generator)
     if parallel is not None:
@@ -212,7 +212,7 @@ class EarlyStopping:
     def on_epoch_end(self, state: TrainState, model, optimizer, generator) -> None:
         losses = [r["val_loss"] for r in state.history if "val_loss" in r]
         if len(losses) > self.patience and min(losses[-self.patience:]) >= min(losses[:-self.patience]):
-            LOG.info("early stopping after epoch %d", state.epoch)
+            logger.info("early stopping after epoch %d", state.epoch)
             state.stop = True
 
 

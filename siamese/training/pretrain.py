@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
-from ..models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
-from index.locking import write_lock
-from index.outputs import claim_output_directory
-
-from ..models.checkpoint import CHECKPOINT_DIR, HISTORY_FILE, save_model
+from ..models.autoencoder import Autoencoder, AutoencoderConfig
+from ..models.saving import CHECKPOINT_DIR, HISTORY_FILE, save_model
 from .distributed import Parallel
 from ..errors import SiameseError
 from ..models.model_input import as_model_input
-from .loop import Checkpointer, EarlyStopping, HistoryCSV, TrainConfig, fit, shuffled_batches, steps_for
+from .loop import TrainConfig, fit, shuffled_batches, steps_for
+from .stages import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
 
-LOG = logging.getLogger(__name__)
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded (train_indices, val_indices); no validation set below 20 items."""
-    n_val = int(round(n * fraction)) if n >= 20 else 0
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
-    return order[n_val:], order[:n_val]
-
-
-def clean_reconstruction_loss(model: Autoencoder, x: torch.Tensor, batch_size: int = 1024) -> float:
-    """Mean per-item reconstruction loss of clean items: comparable across variants and stages."""
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
-        total += reconstruction_loss(model.decode(model.encode(batch)), batch).item() * len(batch)
-    return total / max(1, len(x))
-
-
-def training_callbacks(out: Path | None, config: TrainConfig) -> list:
-    callbacks: list = [EarlyStopping(config.patience)] if config.patience else []
-    if out is not None:
-        callbacks += [HistoryCSV(out / HISTORY_FILE), Checkpointer(out / CHECKPOINT_DIR)]
-    return callbacks
-
-
-@contextlib.contextmanager
-def claim_model_output(out: Path | None, writes: bool, overwrite: bool) -> Iterator[None]:
-    """Hold `out` for a whole training run: refuse a folder that is not ours before anything is
-    written into it, mark it as a model output (so `--resume` finds it ours) and keep its writer
-    lock until the final model is saved."""
-    if out is None or not writes:
-        yield
-        return
-    with write_lock(out):
-        claim_output_directory(out, "model", overwrite=overwrite)
-        yield
+logger = logging.getLogger(__name__)
 
 
 def pretrain(
@@ -119,7 +79,7 @@ def pretrain(
         )
         if writes:
             save_model(model, out)
-            LOG.info("saved %s to %s", config.variant, out)
+            logger.info("saved %s to %s", config.variant, out)
     if parallel is not None:
         parallel.barrier()
     return model

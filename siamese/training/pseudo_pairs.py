@@ -26,7 +26,7 @@ from index import VectorIndex
 from ..errors import SiameseError
 from ..data.pairs import Pairs, sample_pair_batch
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 _RANDOM_PAIRS = 20000  # random pairs drawn to estimate the negative distance quantile
 
 
@@ -80,7 +80,7 @@ def mine_pseudo_pairs(z: np.ndarray, config: PseudoPairConfig = PseudoPairConfig
     """Pairs over positions of z (n, d), mined among `candidates` (positions; default all).
 
     Returns None when no confident positive exists (too few items)."""
-    from ..retrieval.calibration import pair_distances
+    from ..models.metrics import pair_distances
 
     candidates = np.arange(len(z)) if candidates is None else np.asarray(candidates, dtype=np.int64)
     if len(candidates) < 3:
@@ -102,11 +102,11 @@ def mine_pseudo_pairs(z: np.ndarray, config: PseudoPairConfig = PseudoPairConfig
     far = random_d > np.quantile(random_d, config.negative_quantile)
     neg_a, neg_b = a[far][:want], b[far][:want]
     if len(neg_a) < want:
-        LOG.info("found %d of %d wanted pseudo-negatives; draw more by lowering negative_quantile", len(neg_a), want)
+        logger.info("found %d of %d wanted pseudo-negatives; draw more by lowering negative_quantile", len(neg_a), want)
     pairs = Pairs(np.concatenate([candidates[pos_a], candidates[neg_a]]),
                   np.concatenate([candidates[pos_b], candidates[neg_b]]),
                   np.concatenate([np.ones(len(pos_a), np.int64), np.zeros(len(neg_a), np.int64)]))
-    LOG.info("mined %d pseudo-positives and %d pseudo-negatives among %d items", len(pos_a), len(neg_a), n)
+    logger.info("mined %d pseudo-positives and %d pseudo-negatives among %d items", len(pos_a), len(neg_a), n)
     return pairs
 
 

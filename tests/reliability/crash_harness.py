@@ -22,7 +22,7 @@ import reliability_lib as lib
 
 
 def save_model_version(target: Path, version: int) -> None:
-    from siamese.models.checkpoint import save_model
+    from siamese.models.saving import save_model
 
     save_model(lib.model_version(version), target)
 

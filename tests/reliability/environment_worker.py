@@ -16,7 +16,7 @@ import sys
 
 def main() -> None:
     from index import VectorIndex
-    from siamese.cli.main import main as cli
+    from siamese.cli import main as cli
 
     results = []
     for case in json.loads(open(sys.argv[1]).read()):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from index import VectorIndex, VectorIndexError
-from siamese.cli.main import main
+from siamese.cli import main
 
 ROWS = 64
 

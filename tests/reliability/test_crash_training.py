@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from siamese.cli.main import main
+from siamese.cli import main
 
 EPOCHS = 3
 ARGS = ["--variant", "denoising", "--noise", "gaussian:0.1", "--latent-dim", "4", "--widths", "32", "16",
@@ -25,7 +25,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, tally):
     data = tmp_path / "x.npy"
     np.save(data, np.random.default_rng(0).random((1500, 24)).astype(np.float32), allow_pickle=False)
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "siamese.cli.main", "pretrain", str(data), "--out", str(cut), *ARGS],
+    proc = subprocess.Popen([sys.executable, "-m", "siamese", "pretrain", str(data), "--out", str(cut), *ARGS],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = cut / "checkpoint" / "state.json"
     deadline = time.monotonic() + 240

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from index import KNNClassifier, VectorIndex, VectorIndexError
 from reliability_lib import model_version
 from siamese import SiameseError, build_index, embed, load_items
-from siamese.cli.main import main
+from siamese.cli import main
 from siamese.data.loading import read_labels_csv
 from siamese.data.pairs import read_pairs_csv
 

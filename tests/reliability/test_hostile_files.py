@@ -115,7 +115,7 @@ def _huge(path: Path) -> None:
 def _model_fingerprint_of(directory: Path, change: Callable[[dict], object]) -> None:
     """Edit config.json and rewrite its fingerprint as the edited model's own."""
     from siamese import load_model
-    from siamese.models.checkpoint import fingerprint
+    from siamese.models.fingerprint import fingerprint
     from siamese.models.networks import NetworkConfig
 
     model = load_model(directory)
@@ -278,7 +278,7 @@ def _command(argv: list[str]) -> dict:
     import contextlib
     import io
 
-    from siamese.cli.main import main
+    from siamese.cli import main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

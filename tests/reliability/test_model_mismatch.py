@@ -8,7 +8,7 @@ import pytest
 from index import VectorIndexError
 from reliability_lib import model_version
 from siamese import build_index, embed, load_items, open_index
-from siamese.cli.main import main
+from siamese.cli import main
 
 
 @pytest.fixture(scope="module")

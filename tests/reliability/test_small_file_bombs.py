@@ -138,7 +138,7 @@ CASES = {
 _RUNNER = r"""
 import json, os, resource, sys
 os.chdir(sys.argv[1])
-from siamese.cli.main import main
+from siamese.cli import main
 import siamese.models.checkpoint, siamese.inference.codes, siamese.retrieval.indexing, siamese.retrieval.calibration, siamese.data.loading  # import once
 results = {}
 for name, argv in json.loads(sys.argv[2]).items():

@@ -15,7 +15,7 @@ import pytest
 
 from index import VectorIndex, VectorIndexError
 from siamese import SiameseError, load_items, load_model
-from siamese.cli.main import main
+from siamese.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("siamese", "index", "examples", "benchmarks")

@@ -15,7 +15,7 @@ import pytest
 
 from index import VectorIndex, VectorIndexError
 from index.locking import write_lock
-from siamese.cli.main import main
+from siamese.cli import main
 
 ROWS, ADD = 64, 20
 SIAMESE = [sys.executable, "-m", "siamese"]

@@ -10,7 +10,7 @@ import pytest
 
 from index import VectorIndex, VectorIndexError
 from siamese import SiameseError, export_bundle, load_bundle, load_model
-from siamese.cli.main import main
+from siamese.cli import main
 
 import tiny_workspace
 

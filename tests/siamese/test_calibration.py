@@ -12,7 +12,7 @@ from siamese import SiameseError, load_model, save_model
 from siamese.retrieval.calibration import (
     CALIBRATION_FILE, calibrate_distances, load_calibration, pair_distances, save_calibration,
 )
-from siamese.cli.main import main
+from siamese.cli import main
 
 import tiny_workspace
 

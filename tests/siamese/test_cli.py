@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.io import write_png
 
-from siamese.cli.main import main
+from siamese.cli import main
 from tiny_workspace import TINY, draw
 
 
@@ -129,9 +129,9 @@ def test_user_errors_exit_2_with_one_line(workspace, capsys, tmp_path, args, mat
 
 
 def test_console_script_runs_in_a_subprocess(workspace):
-    result = subprocess.run([sys.executable, "-m", "siamese.cli.main", "index", "info", str(workspace / "index")],
+    result = subprocess.run([sys.executable, "-m", "siamese", "index", "info", str(workspace / "index")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "count" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "siamese.cli.main", "pretrain"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "siamese", "pretrain"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2

@@ -9,7 +9,7 @@ import torch
 from torchvision.io import write_png
 
 from siamese import Autoencoder, AutoencoderConfig, SiameseError, embed, load_codes, load_items, write_codes
-from siamese.cli.main import main
+from siamese.cli import main
 from siamese.inference.codes import Quantization, dequantize, quantize, save_codes
 
 MNIST = f"mnist-idx:{Path(__file__).resolve().parents[1] / 'data' / 'mnist'}"

@@ -23,7 +23,7 @@ import torch
 
 from siamese import AutoencoderConfig, TrainConfig, load_items, load_model, pretrain
 from siamese.models.autoencoder import Autoencoder
-from siamese.models.checkpoint import CHECKPOINT_DIR
+from siamese.models.saving import CHECKPOINT_DIR
 from siamese.training.finetune import FinetuneConfig, finetune
 
 WORLD = 2

@@ -86,7 +86,7 @@ def test_cli_flags(tmp_path_factory, tmp_path, capsys):
     import json
 
     import tiny_workspace
-    from siamese.cli.main import main
+    from siamese.cli import main
 
     root = tiny_workspace.shared(tmp_path_factory)
     code = main(["finetune", str(root / "model"), str(root / "images"), "--labels", "items", "--labels-per-class", "3",

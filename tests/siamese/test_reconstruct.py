@@ -9,7 +9,7 @@ from torchvision.io import read_image
 
 from siamese import AutoencoderConfig, SiameseError, TrainConfig, load_items, pretrain, reconstruct
 from siamese.inference.anomaly import reconstruction_scores
-from siamese.cli.main import main
+from siamese.cli import main
 from siamese.inference.reconstruct import ARRAY, ERRORS_CSV, psnr, reconstruct_to_dir
 from siamese.inference.generate import latent_manifold, sample
 from siamese.models.model_input import model_normalization

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision.io import write_png
 
-from siamese.cli.main import main
+from siamese.cli import main
 
 TINY = ["--widths", "4", "8", "--latent-dim", "4", "--epochs", "2", "--batch-size", "8", "-q"]
 

@@ -1,6 +1,6 @@
 """Which reader a source needs: classify() names the kind of source, open_reader() opens its Reader.
 
-The readers live in one module per kind of input (source_images, source_arrays, source_datasets); this
+The readers live in one module per kind of input (images, arrays, datasets); this
 module dispatches between them and re-exports their names. Readers return *raw* float32 values;
 siamese.data.loading chooses the Normalization, applies it and wraps the result in ItemSets.
 """

@@ -1,0 +1,177 @@
+"""Shared pieces of the command line: the parser class, the general, data, training and output
+options every command module adds, and turning them into API arguments. A leaf: it imports no
+command module, so commands import it and never each other's parsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from index.locking import DEFAULT_LOCK_TIMEOUT
+
+from ..errors import SiameseError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (unknown option, missing argument...) as one line, like ours."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def default_of(config: type, field: str) -> Any:
+    """The default of a dataclass config's field: options read their defaults from the configs."""
+    return config.__dataclass_fields__[field].default
+
+
+def add_general_options(parser: argparse.ArgumentParser, default) -> None:
+    group = parser.add_argument_group("general")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False), help="no progress bars")
+    group.add_argument("--threads", type=int, default=default(None), help="torch/faiss CPU threads (default: all)")
+    group.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log details")
+    group.add_argument("--lock-timeout", type=float, default=default(DEFAULT_LOCK_TIMEOUT), metavar="SECONDS",
+                       help="how long to wait while another process writes the same index or model "
+                       f"(default {DEFAULT_LOCK_TIMEOUT:g})")
+
+
+class Subcommands:
+    """Wraps `add_subparsers()` so every sub-command also accepts the general options after its
+    name (`siamese pretrain DATA ... -q`), without overriding them when given before it."""
+
+    def __init__(self, action):
+        self.action = action
+        self.common = argparse.ArgumentParser(add_help=False)
+        add_general_options(self.common, lambda value: argparse.SUPPRESS)
+
+    def add_parser(self, name: str, func=None, **kwargs) -> argparse.ArgumentParser:
+        """A sub-command parser; `func(args) -> exit code` runs the command (`args.func`)."""
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        parser = self.action.add_parser(name, parents=[self.common], **kwargs)
+        if func is not None:
+            parser.set_defaults(func=func)
+        return parser
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--image-size", type=int, nargs="+", metavar="N", help="resize images to N (or H W)")
+    group.add_argument("--channels", type=int, choices=(1, 3), help="force grayscale (1) or RGB (3)")
+    group.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                       help="unreadable images: fail naming the file (default) or skip them with a warning")
+    group.add_argument("--root", help="dataset root for torchvision:NAME sources")
+    group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
+    group.add_argument("--skip", type=int, default=0, help="leave out the first N items (before --limit)")
+    group.add_argument("--limit", type=int, help="use only N items (after --skip)")
+    from ..data.sources.limits import MAX_PIXELS
+
+    group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                       help="refuse images of more than N pixels before decoding them")
+
+
+def add_output_dir_option(parser: argparse.ArgumentParser, metavar: str, kind: str, *, required: bool = True,
+                          default: str | None = None, help: str | None = None) -> None:
+    """`--out DIR` (a folder replaced as a whole) and `--overwrite`; the folder is checked before
+    any work starts (`check_outputs`)."""
+    parser.add_argument("--out", required=required, default=default, metavar=metavar, help=help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it is a folder siamese did not write (never the current, "
+                        "home or root folder)")
+    parser.set_defaults(out_kind=kind)
+
+
+def add_output_file_option(parser: argparse.ArgumentParser, flag: str, metavar: str, suffixes: tuple[str, ...],
+                           help: str | None = None, required: bool = False) -> None:
+    """An output file option (`--out PRED.csv`, `--plot ROC.png`), checked before any work starts."""
+    action = parser.add_argument(flag, metavar=metavar, help=help, required=required)
+    parser.set_defaults(output_files=(*(parser.get_default("output_files") or ()), (action.dest, suffixes)))
+
+
+def add_index_open_options(parser: argparse.ArgumentParser, *, force_help: str = "accept a model other than the "
+                           "index's") -> None:
+    """How an existing index is opened: --untrusted (never parse its faiss file) and --force."""
+    parser.add_argument("--untrusted", action="store_true",
+                        help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
+    parser.add_argument("--force", action="store_true", help=force_help)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable --out / --plot paths up front, before data is read or a model trained."""
+    from index.outputs import check_output_directory, check_output_file
+
+    kind = getattr(args, "out_kind", None)
+    if kind and getattr(args, "out", None):
+        check_output_directory(args.out, kind, overwrite=args.overwrite)
+    for dest, suffixes in getattr(args, "output_files", None) or ():
+        if getattr(args, dest, None):
+            check_output_file(getattr(args, dest), suffixes)
+
+
+def data_kwargs(args: argparse.Namespace, model=None) -> dict:
+    size = args.image_size
+    kwargs = {
+        "image_size": (size[0] if len(size) == 1 else tuple(size[:2])) if size else None,
+        "channels": args.channels,
+        "on_error": args.on_error,
+        "root": args.root,
+        "download": args.download,
+        "limit": None if args.limit is None else args.skip + args.limit,
+        "max_pixels": args.max_pixels,
+    }
+    if model is not None:
+        from ..models.model_input import model_normalization
+
+        shape = model.network.input_shape
+        kwargs["normalization"] = model_normalization(model)
+        if len(shape) == 3:  # grey <-> RGB follows the model; sizes must match (or pass --image-size)
+            kwargs["channels"] = kwargs["channels"] or shape[0]
+    return kwargs
+
+
+def source_options(args: argparse.Namespace) -> dict:
+    """The data options for APIs that read DATA themselves, chunk by chunk (build_index, write_codes...)."""
+    options = {k: v for k, v in data_kwargs(args).items() if v not in (None, False) or k == "on_error"}
+    return {**options, "skip": args.skip} if args.skip else options
+
+
+def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
+    from ..data.loading import load_items
+
+    options = data_kwargs(args, model)
+    skip = args.skip
+    if skip < 0 or (args.limit is not None and args.limit <= 0):
+        raise SiameseError("--skip must be >= 0 and --limit > 0")
+    items = load_items(source, labels=labels, **options)
+    if skip >= len(items):
+        raise SiameseError(f"--skip {skip} leaves no items: {source} has {len(items)}")
+    return items.subset(np.arange(skip, len(items))) if skip else items
+
+
+def add_train_options(parser: argparse.ArgumentParser, defaults) -> None:
+    """The optimisation flags, defaulting to the stage's own TrainConfig (`defaults`)."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="items per step")
+    group.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW)")
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
+    group.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default=defaults.schedule,
+                       help="learning-rate schedule")
+    group.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
+                       help="share of items held out for the validation loss")
+    group.add_argument("--patience", type=int, default=defaults.patience,
+                       help="early stopping after N epochs without improvement")
+    group.add_argument("--grad-clip", type=float, default=defaults.grad_clip, help="max global gradient norm")
+    group.add_argument("--seed", type=int, default=defaults.seed, help="makes runs repeatable")
+    group.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+    group.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun, DDP)")
+
+
+def train_config(args: argparse.Namespace):
+    from ..training.loop import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       schedule=args.schedule, val_fraction=args.val_fraction, patience=args.patience,
+                       grad_clip=args.grad_clip or None, seed=args.seed)

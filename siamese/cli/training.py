@@ -1,0 +1,195 @@
+"""The training-side commands: demo, pretrain, finetune (with its pseudo-pair options), evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .options import (add_data_options, add_output_dir_option, add_train_options, default_of, load_data,
+                      train_config)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from ..models.autoencoder import AutoencoderConfig
+    from ..training.pretrain import pretrain
+
+    config = AutoencoderConfig(variant=args.variant, arch=args.arch, latent_dim=args.latent_dim,
+                               widths=tuple(args.widths or ()), noise=args.noise, k=args.k, beta=args.beta,
+                               sparsity_weight=args.sparsity_weight, contractive_weight=args.contractive_weight,
+                               augment=None if args.augment is None else args.augment == "on")
+    items = load_data(args, args.data)
+    print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
+          f"of shape {items.item_shape} from {items.source}")
+    model = pretrain(items, config, train_config(args), out=args.out, resume=args.resume, progress=not args.quiet,
+                     overwrite=args.overwrite)
+    print_history(Path(args.out))
+    print(f"saved {args.out} (fingerprint {model.fingerprint()[:12]})")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import load_model
+    from ..training.finetune import FinetuneConfig, finetune
+
+    model = load_model(args.model)
+    items = load_data(args, args.data, model)
+    config = FinetuneConfig(loss=args.loss, distance=args.distance, pos_margin=args.pos_margin,
+                            neg_margin=args.neg_margin, miner=args.miner, metric_weight=args.metric_weight,
+                            recon_weight=args.recon_weight, pseudo_pairs=pseudo_pair_config(args))
+    labels = args.labels
+    if labels == "items":
+        labels = True
+    tuned = finetune(model, items, pairs=args.pairs, labels=labels, labels_per_class=args.labels_per_class,
+                     config=config, train=train_config(args), out=args.out, resume=args.resume,
+                     progress=not args.quiet, overwrite=args.overwrite)
+    record = tuned.info["finetune"]
+    print_history(Path(args.out))
+    what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
+    before, after = record["val_reconstruction_before"], record["val_reconstruction_after"]
+    recon = f"; validation reconstruction {before:.2f} -> {after:.2f}" if before is not None else ""
+    print(f"fine-tuned on {what} with {config.loss} loss{recon}")
+    print(f"saved {args.out} (metric {tuned.metric}, fingerprint {tuned.fingerprint()[:12]})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import load_model
+    from ..retrieval.evaluate import evaluate_model
+
+    model = load_model(args.model)
+    reference = load_data(args, args.data, model, labels=args.labels)
+    queries = load_data(args, args.query, model, labels=args.query_labels) if args.query else None
+    scores = evaluate_model(model, reference, queries, k=args.k)
+    if args.json:
+        print(json.dumps(scores.to_dict()))
+    else:
+        for name, value in scores.to_dict().items():
+            print(f"{name:>15}: {value:.4f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    run_demo(out=Path(args.out), dataset=args.dataset, progress=not args.quiet, seed=args.seed,
+             overwrite=args.overwrite)
+    return 0
+
+
+def print_history(model_dir: Path) -> None:
+    import csv
+
+    history = model_dir / "history.csv"
+    if history.is_file():
+        rows = list(csv.DictReader(history.open()))
+        last = rows[-1]
+        val = f", validation loss {float(last['val_loss']):.4g}" if last.get("val_loss") else ""
+        print(f"{len(rows)} epochs ({float(last['seconds']):.1f} s/epoch, {float(last['items_per_second']):.0f} "
+              f"items/s); final training loss {float(last['train_loss']):.4g}{val}")
+
+
+def add_pseudo_pair_options(parser) -> None:
+    """`siamese finetune` flags; --pseudo-pairs off trains on the given pairs / labels only."""
+    from ..training.pseudo_pairs import PseudoPairConfig
+
+    group = parser.add_argument_group("pseudo-pairs")
+    group.add_argument("--pseudo-pairs", choices=("on", "off"), default="on",
+                       help="also train on confident pairs mined among unlabelled items (mutual nearest neighbours "
+                       "= same, far pairs = different); default on")
+    group.add_argument("--pseudo-k", type=int, default=default_of(PseudoPairConfig, "k"),
+                       help="mutual k-nearest neighbours")
+    group.add_argument("--pseudo-positive-quantile", type=float, default=default_of(PseudoPairConfig,
+                       "positive_quantile"),
+                       help="keep mutual neighbours closer than this quantile of their distances")
+    group.add_argument("--pseudo-negative-quantile", type=float, default=default_of(PseudoPairConfig,
+                       "negative_quantile"),
+                       help="negatives: random pairs beyond this quantile of random-pair distances")
+    group.add_argument("--pseudo-ratio", type=float, default=default_of(PseudoPairConfig, "negatives_per_positive"),
+                       help="negatives per positive")
+    group.add_argument("--pseudo-weight", type=float, default=default_of(PseudoPairConfig, "weight"),
+                       help="weight relative to the labelled term")
+    group.add_argument("--pseudo-refresh", action="store_true", help="mine again every epoch")
+
+
+def pseudo_pair_config(args):
+    """PseudoPairConfig from the finetune flags, or None with --pseudo-pairs off."""
+    from ..training.pseudo_pairs import PseudoPairConfig
+
+    if args.pseudo_pairs == "off":
+        return None
+    return PseudoPairConfig(k=args.pseudo_k, positive_quantile=args.pseudo_positive_quantile,
+                            negative_quantile=args.pseudo_negative_quantile, negatives_per_positive=args.pseudo_ratio,
+                            weight=args.pseudo_weight, refresh=args.pseudo_refresh)
+
+
+def register(sub) -> None:
+    """Add this module's sub-commands to the `siamese` parser."""
+    from ..models.autoencoder import VARIANTS, AutoencoderConfig
+    from ..training.finetune import DISTANCES, FINETUNE_TRAIN, LOSSES, MINERS, FinetuneConfig
+    from ..training.loop import TrainConfig
+
+    p = sub.add_parser("demo", cmd_demo, help="end to end on the embedded digits: pretrain, fine-tune, index, classify")
+    add_output_dir_option(p, "DIR", "demo", required=False, default="siamese-demo",
+                          help="folder for the report, plots, model and index")
+    p.add_argument("--dataset", default="sklearn:digits", help="any DATA source")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("pretrain", cmd_pretrain, help="pretrain an autoencoder on unlabeled items")
+    p.add_argument("data", metavar="DATA")
+    add_output_dir_option(p, "MODEL", "model", help="folder for the model (new, or an earlier model)")
+    p.add_argument("--variant", choices=VARIANTS, default=default_of(AutoencoderConfig, "variant"),
+                   help="autoencoder variant")
+    p.add_argument("--arch", choices=("auto", "mlp", "conv"), default=default_of(AutoencoderConfig, "arch"),
+                   help="encoder: conv for images, mlp for vectors (auto picks)")
+    p.add_argument("--latent-dim", type=int, default=default_of(AutoencoderConfig, "latent_dim"),
+                   help="embedding size d")
+    p.add_argument("--widths", type=int, nargs="+", help="MLP hidden sizes or conv channels per stage")
+    p.add_argument("--noise", default=default_of(AutoencoderConfig, "noise"),
+                   help="denoising corruption: gaussian:STD | mask:P | none")
+    p.add_argument("--augment", choices=("on", "off"), help="random shift/rotation of images (default: denoising)")
+    p.add_argument("--k", type=int, default=default_of(AutoencoderConfig, "k"), help="ksparse: non-zeros kept")
+    p.add_argument("--beta", type=float, default=default_of(AutoencoderConfig, "beta"), help="vae: KL weight")
+    p.add_argument("--sparsity-weight", type=float, default=default_of(AutoencoderConfig, "sparsity_weight"),
+                   help="sparse: weight of mean |z|_1")
+    p.add_argument("--contractive-weight", type=float, default=default_of(AutoencoderConfig, "contractive_weight"),
+                   help="contractive: weight of the Jacobian penalty")
+    add_train_options(p, TrainConfig())
+    add_data_options(p)
+
+    p = sub.add_parser("finetune", cmd_finetune, help="fine-tune as a Siamese network on labelled pairs")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", metavar="PAIRS.csv", help="header a,b,label over item keys")
+    source.add_argument("--labels", metavar="LABELS.csv", help="header key,label; or 'items' for DATA's own labels")
+    p.add_argument("--labels-per-class", type=int, metavar="N", help="keep N labelled items per class (seeded)")
+    add_output_dir_option(p, "MODEL2", "model", help="folder for the fine-tuned model (new, or an earlier model)")
+    p.add_argument("--loss", choices=LOSSES, default=default_of(FinetuneConfig, "loss"),
+                   help="pytorch-metric-learning loss")
+    p.add_argument("--distance", choices=DISTANCES, default=default_of(FinetuneConfig, "distance"),
+                   help="distance the loss and the index use")
+    p.add_argument("--miner", choices=MINERS, default=default_of(FinetuneConfig, "miner"), help="pair/triplet miner")
+    p.add_argument("--pos-margin", type=float, default=default_of(FinetuneConfig, "pos_margin"),
+                   help="contrastive: same pairs closer than this cost nothing")
+    p.add_argument("--neg-margin", type=float, default=default_of(FinetuneConfig, "neg_margin"),
+                   help="contrastive: different pairs farther than this cost nothing")
+    p.add_argument("--metric-weight", type=float, default=default_of(FinetuneConfig, "metric_weight"),
+                   help="weight of the metric loss")
+    p.add_argument("--recon-weight", type=float, default=default_of(FinetuneConfig, "recon_weight"),
+                   help="weight of the reconstruction term")
+    add_pseudo_pair_options(p)
+    add_train_options(p, FINETUNE_TRAIN)
+    add_data_options(p)
+
+    p = sub.add_parser("evaluate", cmd_evaluate,
+                       help="kNN accuracy, precision@1, MAP@R, NMI/ARI of a model's embedding")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA", help="reference items (with labels)")
+    p.add_argument("--labels", metavar="LABELS.csv")
+    p.add_argument("--query", metavar="DATA2", help="query items (default: leave-one-out on DATA)")
+    p.add_argument("--query-labels", metavar="LABELS.csv")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    add_data_options(p)
+
