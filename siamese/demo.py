@@ -17,21 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from index import KNNClassifier
-from index.propagation import propagated_index
 from index.atomic import atomic_file
 from index.outputs import claim_output_directory
+from index.propagation import propagated_index
 
-from .inference.anomaly import score_items
-from .models.autoencoder import AutoencoderConfig
-from .data.loading import load_items
-from .inference.embed import embed, reconstruct
+from .data.loading import load_items, read_labels_csv
 from .errors import SiameseError
+from .inference.anomaly import score_items
+from .inference.embed import embed, reconstruct
+from .models.autoencoder import AutoencoderConfig
 from .retrieval.evaluate import knn_accuracy
-from .data.loading import read_labels_csv
-from .training.finetune import FinetuneConfig, finetune
 from .retrieval.indexing import build_index
-from .training.pretrain import pretrain
+from .training.finetune import FinetuneConfig, finetune
 from .training.loop import TrainConfig
+from .training.pretrain import pretrain
 
 logger = logging.getLogger(__name__)
 CLASSIFY_ROW = "fine-tuned + label propagation"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_options, add_output_dir_option, add_output_file_option, load_data, source_options
 from ..errors import SiameseError
 from ..models.model_input import CHUNK_ITEMS
+from .options import add_data_options, add_output_dir_option, add_output_file_option, load_data, source_options
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import load_model
     from ..inference.codes import bytes_per_item, check_dtype, write_codes
+    from ..models.checkpoint import load_model
 
     check_dtype(args.dtype)
     if args.skip < 0 or (args.limit is not None and args.limit <= 0):
@@ -27,8 +27,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import load_model
     from ..inference.reconstruct import reconstruct_to_dir
+    from ..models.checkpoint import load_model
 
     model = load_model(args.model)
     items = load_data(args, args.data, model)

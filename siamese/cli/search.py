@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import json
 from collections import Counter
 from pathlib import Path
@@ -11,12 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from index.atomic import atomic_file
+from index.kinds import KINDS
+from index.propagation import propagate_labels
 
-from .options import (Subcommands, add_data_options, add_index_open_options, add_output_dir_option,
-                      add_output_file_option,
-                  data_kwargs, load_data, source_options)
 from ..errors import SiameseError
 from ..models.model_input import CHUNK_ITEMS
+from .options import (
+    Subcommands,
+    add_data_options,
+    add_index_open_options,
+    add_output_dir_option,
+    add_output_file_option,
+    data_kwargs,
+    load_data,
+    source_options,
+)
 
 
 def _model(path: str):
@@ -151,8 +161,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from index import KNNClassifier
 
-    from . import verify as cli_verify
     from ..inference.embed import embed
+    from . import verify as cli_verify
 
     model = _model(args.model)
     index = _index_for(args.index, model, args)
@@ -282,7 +292,8 @@ def register(sub) -> None:
     b.add_argument("model", metavar="MODEL")
     b.add_argument("data", metavar="DATA")
     add_output_dir_option(b, "INDEX", "index", help="folder for the index (new, or an earlier index)")
-    b.add_argument("--kind", choices=("auto", "flat", "hnsw", "ivf", "ivfpq"), default="auto")
+    b.add_argument("--kind", choices=("auto", *KINDS), default="auto",
+                   help="faiss structure; auto: flat, hnsw or ivf by the number of items")
     b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
     b.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
     add_data_options(b)
@@ -325,7 +336,8 @@ def register(sub) -> None:
     c.add_argument("--labels", metavar="LABELS.csv", help="true labels of DATA, to report accuracy")
     c.add_argument("--propagate", choices=("auto", "on", "off"), default="auto",
                    help="spread the index's labels over its kNN graph first (auto: when under half are labelled)")
-    c.add_argument("--propagate-k", type=int, default=10, help="neighbours per item in the propagation graph")
+    c.add_argument("--propagate-k", type=int, default=inspect.signature(propagate_labels).parameters["k"].default,
+                   help="neighbours per item in the propagation graph")
     add_output_file_option(c, "--out", "PRED.csv", (".csv",), help="write key,predicted,confidence per item")
     add_index_open_options(c)
     add_open_set_options(c)

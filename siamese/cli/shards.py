@@ -17,9 +17,11 @@ import sys
 
 import numpy as np
 
-from .options import add_data_options, add_output_dir_option, source_options
+from index.kinds import IVF_KINDS
+
 from ..errors import SiameseError
 from ..models.model_input import CHUNK_ITEMS
+from .options import add_data_options, add_output_dir_option, source_options
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -49,8 +51,8 @@ def _shard_options(args: argparse.Namespace, start: int, stop: int) -> dict:
 def cmd_index_train(args: argparse.Namespace) -> int:
     from index.shards import train_template
 
-    from ..models.checkpoint import load_model
     from ..inference.embed import embed
+    from ..models.checkpoint import load_model
     from ..models.model_input import model_chunks
     from ..retrieval.indexing import model_summary
 
@@ -136,7 +138,7 @@ def register(index_sub, build: argparse.ArgumentParser) -> None:
     t.add_argument("model", metavar="MODEL")
     t.add_argument("data", metavar="DATA")
     add_output_dir_option(t, "TEMPLATE", "index", help="folder for the trained empty index")
-    t.add_argument("--kind", choices=("ivf", "ivfpq"), default="ivf")
+    t.add_argument("--kind", choices=IVF_KINDS, default=IVF_KINDS[0], help="inverted-file structure to train")
     t.add_argument("--nlist", type=int, help="inverted lists (default ~4 sqrt(n))")
     t.add_argument("--pq-m", type=int, help="ivfpq: code bytes per vector (a divisor of the dimension)")
     t.add_argument("--sample", type=int, default=262144, help="items embedded to train on (seeded random sample)")

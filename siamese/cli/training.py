@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import (add_data_options, add_output_dir_option, add_train_options, default_of, load_data,
-                      train_config)
+from .options import add_data_options, add_output_dir_option, add_train_options, default_of, load_data, train_config
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

@@ -6,10 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import (add_data_options, add_output_dir_option, add_output_file_option, data_kwargs, load_data,
-                      source_options)
 from ..errors import SiameseError
 from ..models.model_input import CHUNK_ITEMS
+from .options import (
+    add_data_options,
+    add_output_dir_option,
+    add_output_file_option,
+    data_kwargs,
+    load_data,
+    source_options,
+)
 
 
 def _model(path: str):
@@ -19,8 +25,8 @@ def _model(path: str):
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ..retrieval.calibration import calibrate_distances, model_pair_distances, plot_calibration, save_calibration
     from ..data.pairs import read_pairs_csv
+    from ..retrieval.calibration import calibrate_distances, model_pair_distances, plot_calibration, save_calibration
 
     model = _model(args.model)
     items = load_data(args, args.data, model)
@@ -40,10 +46,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..models.metrics import pair_distances
-    from ..retrieval.calibration import load_calibration
     from ..data.loading import load_items
     from ..inference.embed import embed
+    from ..models.metrics import pair_distances
+    from ..retrieval.calibration import load_calibration
 
     model = _model(args.model)
     calibration = load_calibration(args.model, model)

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 from torchvision.transforms.v2 import functional as TF
 
-from . import sources
 from ..errors import SiameseError
+from . import sources
 from .item_set import ItemSet, check_unique_keys
 from .labels import check_known_keys, read_labels_csv
 from .normalization import Normalization
+from .sources import open_reader as _open_reader
 from .sources.arrays import RowKeys
 from .sources.limits import MAX_PIXELS
-from .sources import open_reader as _open_reader
 
 log = logging.getLogger(__name__)
 

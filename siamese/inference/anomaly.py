@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SiameseError
 from ..models.autoencoder import Autoencoder, reconstruction_error
 from .embed import embed, map_batches
-from ..errors import SiameseError
 
 
 def reconstruction_scores(model: Autoencoder, items, *, batch_size: int = 1024, progress: bool = False) -> np.ndarray:

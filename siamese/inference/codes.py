@@ -259,8 +259,8 @@ def write_codes(model, items, path: str | os.PathLike, *, dtype: str = "float32"
     data_options go to `siamese.load_items` (image_size, channels, limit, skip, ...).
     Returns the finished writer (count, dim, keys, labels, path, dtype).
     """
-    from .embed import embed
     from ..models.model_input import model_chunks
+    from .embed import embed
 
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise SiameseError(f"chunk must be a positive number of items, got {chunk!r}")

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..models.autoencoder import Autoencoder
 from ..errors import SiameseError
+from ..models.autoencoder import Autoencoder
 from ..models.model_input import as_model_input
 
 

@@ -16,8 +16,8 @@ columns ``file, key, reconstruction_error`` and, when the input was corrupted fi
 from __future__ import annotations
 
 import csv
-import logging
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass

@@ -25,7 +25,6 @@ from .metrics import METRICS
 from .networks import NetworkConfig
 from .saving import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
 
-
 # Values of one input item (C x H x W). A conv model's weights fix C but not H and W, so a config
 # could otherwise claim inputs of any size and make every embed or decode allocate that much.
 MAX_INPUT_VALUES = 4096 * 4096 * 4

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..errors import SiameseError
+
+if TYPE_CHECKING:
+    from ..data.loading import ItemChunks
 
 
 def model_normalization(model):
@@ -58,7 +63,7 @@ def as_model_input(model, items) -> torch.Tensor:
 CHUNK_ITEMS = 65536  # items embedded at a time by chunked work (index build, embed --chunk): bounds memory
 
 
-def model_chunks(model, source, chunk_size: int, data_options: dict) -> "ItemChunks":
+def model_chunks(model, source, chunk_size: int, data_options: dict) -> ItemChunks:
     """ItemSets of <= chunk_size items from any source, already in the model's normalisation;
     `.total` says how many items to expect."""
     from ..data.loading import ItemChunks, ItemSet, iter_item_chunks

@@ -19,8 +19,18 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..errors import SiameseError
-from .common import (_array, _bool_array, _check_path, _finite, _labels, _optional_number, _save, _scores,
-                          _short, _sorted_labels)
+from .common import (
+    _array,
+    _bool_array,
+    _check_path,
+    _finite,
+    _labels,
+    _optional_number,
+    _save,
+    _scores,
+    _short,
+    _sorted_labels,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from index.atomic import atomic_directory
 from index.safe_json import read_json
 from index.storage import file_entry, sha256_file
 
-from ..models.autoencoder import Autoencoder
-from .calibration import CALIBRATION_FILE, Calibration, check_calibration, find_calibration, load_calibration
-from ..models.saving import CONFIG_FILE, WEIGHTS_FILE, library_versions
-from ..models.checkpoint import load_model
 from ..errors import SiameseError
+from ..models.autoencoder import Autoencoder
+from ..models.checkpoint import load_model
+from ..models.saving import CONFIG_FILE, WEIGHTS_FILE, library_versions
+from .calibration import CALIBRATION_FILE, Calibration, check_calibration, find_calibration, load_calibration
 
 logger = logging.getLogger(__name__)
 

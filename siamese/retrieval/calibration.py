@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SiameseError
-from ..models.saving import CALIBRATION_FILE
 from ..models.metrics import METRICS, pair_distances
+from ..models.saving import CALIBRATION_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from index import VectorIndex
 from index.locking import write_lock
 
-from ..models.autoencoder import Autoencoder
-from ..inference.embed import embed
 from ..errors import SiameseError
-from ..models.model_input import CHUNK_ITEMS, model_chunks
+from ..inference.embed import embed
 from ..memory import release_freed_memory
-
-if TYPE_CHECKING:
-    from ..data.loading import ItemChunks
+from ..models.autoencoder import Autoencoder
+from ..models.model_input import CHUNK_ITEMS, model_chunks
 
 logger = logging.getLogger(__name__)
 

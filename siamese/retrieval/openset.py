@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inference.anomaly import reconstruction_scores
 from ..errors import SiameseError
+from ..inference.anomaly import reconstruction_scores
 
 
 @dataclass

@@ -21,15 +21,15 @@ from pytorch_metric_learning import distances, losses, miners
 from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
 
 from ..data.augment import random_affine
+from ..data.pairs import Pairs, read_pairs_csv, sample_pair_batch, select_per_class
+from ..errors import SiameseError
 from ..models.autoencoder import Autoencoder
+from ..models.model_input import as_model_input
 from ..models.saving import CHECKPOINT_DIR, save_model
 from .distributed import Parallel
-from ..errors import SiameseError
-from ..models.model_input import as_model_input
-from ..data.pairs import Pairs, read_pairs_csv, sample_pair_batch, select_per_class
+from .loop import TrainConfig, fit, shuffled_batches, steps_for
 from .pseudo_pairs import PseudoPairConfig, PseudoPairTerm
 from .stages import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
-from .loop import TrainConfig, fit, shuffled_batches, steps_for
 
 logger = logging.getLogger(__name__)
 DISTANCES = ("cosine", "euclidean")

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from index.atomic import atomic_directory, atomic_file
 from index.safe_json import read_json
 
-from .distributed import Parallel
 from ..errors import SiameseError
+from .distributed import Parallel
 
 logger = logging.getLogger(__name__)
 SCHEDULES = ("onecycle", "cosine", "constant")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SiameseError
 from ..models.autoencoder import Autoencoder, AutoencoderConfig
+from ..models.model_input import as_model_input
 from ..models.saving import CHECKPOINT_DIR, HISTORY_FILE, save_model
 from .distributed import Parallel
-from ..errors import SiameseError
-from ..models.model_input import as_model_input
 from .loop import TrainConfig, fit, shuffled_batches, steps_for
 from .stages import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
 

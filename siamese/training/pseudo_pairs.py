@@ -23,8 +23,8 @@ from pytorch_metric_learning import distances, losses
 
 from index import VectorIndex
 
-from ..errors import SiameseError
 from ..data.pairs import Pairs, sample_pair_batch
+from ..errors import SiameseError
 
 logger = logging.getLogger(__name__)
 _RANDOM_PAIRS = 20000  # random pairs drawn to estimate the negative distance quantile

@@ -15,11 +15,17 @@ import numpy as np
 import torch
 
 from ...errors import SiameseError
-from .image_decode import IMAGE_EXTENSIONS, to_channels
 from ..labels import label_str, labels_to_strings
 from .arrays import ArrayReader, csv_reader, npy_reader, npz_reader
-from .datasets import (DEFAULT_DATA_ROOT, TORCHVISION_DATASETS, digits_reader, mnist_idx_reader,
-                                     read_idx, torchvision_reader)
+from .datasets import (
+    DEFAULT_DATA_ROOT,
+    TORCHVISION_DATASETS,
+    digits_reader,
+    mnist_idx_reader,
+    read_idx,
+    torchvision_reader,
+)
+from .image_decode import IMAGE_EXTENSIONS, to_channels
 from .images import ImageFilesReader, image_files_reader, image_folder_reader
 from .limits import MAX_PIXELS
 from .reader import Reader, reason
