@@ -1,6 +1,7 @@
 """Import rules shared by the layering tests of both packages, read from the source with `ast`
 (nothing runs): the import graph of a package (imports inside functions count; those under
-`if TYPE_CHECKING:` do not), its cycles, and private-attribute reach-ins across modules."""
+`if TYPE_CHECKING:` do not; importing a subpackage runs its __init__), its cycles, and
+private-attribute reach-ins across modules."""
 
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ def imports_of(name: str, path: Path, modules: dict[str, Path], package_name: st
                 parts = alias.name.split(".")
                 if parts[0] == package_name and ".".join(parts[1:]) in modules:
                     found.add(".".join(parts[1:]))
+    # importing a.b.c first runs a/__init__ and a/b/__init__, unless they are packages of `name` itself
+    own_packages = {".".join(package_parts[:i]) for i in range(len(package_parts) + 1)}
+    for target in list(found):
+        parts = target.split(".") if target else []
+        found.update(p for p in (".".join(parts[:i]) for i in range(len(parts))) if p in modules and p not in own_packages)
     found.discard(name)
     return found
 
@@ -93,7 +99,7 @@ def import_cycles(package: Path) -> list[list[str]]:
     return cycles
 
 
-def private_reach_ins(package: Path, allowed: set[tuple[str, str]] = frozenset()) -> list[str]:
+def private_reach_ins(package: Path, allowed: dict[tuple[str, str], str] | None = None) -> list[str]:
     """`<expr>._name` (and getattr/setattr/hasattr with a "_name" string) where <expr> is not
     `self` or `cls`, as "module:line: expression"."""
     found = []
@@ -114,7 +120,7 @@ def private_reach_ins(package: Path, allowed: set[tuple[str, str]] = frozenset()
             if isinstance(target, ast.Name) and target.id in ("self", "cls"):
                 continue
             expression = f"{ast.unparse(target)}.{attr}"
-            if (module, expression) in allowed:
+            if (module, expression) in (allowed or {}):
                 continue
             found.append(f"{module}:{node.lineno}: {expression}")
     return found

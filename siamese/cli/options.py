@@ -66,7 +66,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
     group.add_argument("--skip", type=int, default=0, help="leave out the first N items (before --limit)")
     group.add_argument("--limit", type=int, help="use only N items (after --skip)")
-    from ..data.sources.limits import MAX_PIXELS
+    from ..data.limits import MAX_PIXELS
 
     group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                        help="refuse images of more than N pixels before decoding them")

@@ -16,6 +16,7 @@ from index.kinds import KINDS
 from index.propagation import propagate_labels
 
 from ..errors import SiameseError
+from ..models.checkpoint import load_model
 from ..models.model_input import CHUNK_ITEMS
 from .options import (
     Subcommands,
@@ -27,12 +28,6 @@ from .options import (
     load_data,
     source_options,
 )
-
-
-def _model(path: str):
-    from ..models.checkpoint import load_model
-
-    return load_model(path)
 
 
 def _index_for(path: str, model, args: argparse.Namespace):
@@ -49,7 +44,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         from .shards import cmd_index_build_shard
 
         return cmd_index_build_shard(args)
-    model = _model(args.model)
+    model = load_model(args.model)
     index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
                         progress=not args.quiet, calibration=find_calibration(args.model, model),
                         **source_options(args))
@@ -63,7 +58,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def cmd_index_add(args: argparse.Namespace) -> int:
     from ..retrieval.indexing import add_to_saved_index
 
-    model = _model(args.model)
+    model = load_model(args.model)
     index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
                                       labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
                                       **source_options(args))
@@ -114,7 +109,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ..data.loading import load_items
     from ..inference.embed import embed
 
-    model = _model(args.model)
+    model = load_model(args.model)
     index = _index_for(args.index, model, args)
     if bool(args.items) == bool(args.key):
         raise SiameseError("give item files to query with, or --key KEY of an indexed item (not both)")
@@ -164,7 +159,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from ..inference.embed import embed
     from . import verify as cli_verify
 
-    model = _model(args.model)
+    model = load_model(args.model)
     index = _index_for(args.index, model, args)
     items = load_data(args, args.data, model, labels=args.labels)
     n_labelled = int(sum(1 for v in index.labels_for_ids(index.ids) if v is not None))
@@ -206,7 +201,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..inference.anomaly import score_items
 
-    model = _model(args.model)
+    model = load_model(args.model)
     index = _index_for(args.index, model, args) if args.index else None
     items = load_data(args, args.data, model)
     scores = score_items(model, items, index=index, k=args.k, progress=not args.quiet)
@@ -237,7 +232,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .. import plots
     from ..inference.embed import embed, reconstruct
 
-    model = _model(args.model)
+    model = load_model(args.model)
     if args.what == "curves":
         path = plots.plot_curves(Path(args.model) / "history.csv", args.out)
     elif args.what == "samples":

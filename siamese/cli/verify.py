@@ -7,6 +7,7 @@ import argparse
 import json
 
 from ..errors import SiameseError
+from ..models.checkpoint import load_model
 from ..models.model_input import CHUNK_ITEMS
 from .options import (
     add_data_options,
@@ -18,17 +19,11 @@ from .options import (
 )
 
 
-def _model(path: str):
-    from ..models.checkpoint import load_model
-
-    return load_model(path)
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..data.pairs import read_pairs_csv
     from ..retrieval.calibration import calibrate_distances, model_pair_distances, plot_calibration, save_calibration
 
-    model = _model(args.model)
+    model = load_model(args.model)
     items = load_data(args, args.data, model)
     pairs = read_pairs_csv(args.pairs, items.keys)
     distances = model_pair_distances(model, items, pairs)
@@ -51,7 +46,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..models.metrics import pair_distances
     from ..retrieval.calibration import load_calibration
 
-    model = _model(args.model)
+    model = load_model(args.model)
     calibration = load_calibration(args.model, model)
     items = load_items([args.a, args.b], **data_kwargs(args, model))
     if len(items) != 2:
@@ -85,7 +80,7 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     from ..retrieval.calibration import find_calibration
     from ..retrieval.indexing import rebuild_index
 
-    model = _model(args.model)
+    model = load_model(args.model)
     index = rebuild_index(args.index, model, args.data, calibration=find_calibration(args.model, model),
                           chunk_size=args.chunk_size, progress=not args.quiet, untrusted=args.untrusted,
                           **source_options(args))

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SiameseError
-from .sources.limits import MAX_FIELD_CHARS
-from .sources.reader import reason
+from ..errors import SiameseError, reason
+from .limits import MAX_FIELD_CHARS
 
 
 def labels_to_strings(values: Any, n: int, what: str) -> list[str | None]:

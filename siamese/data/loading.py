@@ -20,10 +20,10 @@ from ..errors import SiameseError
 from . import sources
 from .item_set import ItemSet, check_unique_keys
 from .labels import check_known_keys, read_labels_csv
+from .limits import MAX_PIXELS
 from .normalization import Normalization
 from .sources import open_reader as _open_reader
 from .sources.arrays import RowKeys
-from .sources.limits import MAX_PIXELS
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import SiameseError
+from ..errors import SiameseError, reason
 from .labels import check_field
-from .sources.reader import reason
 
 logger = logging.getLogger(__name__)
 

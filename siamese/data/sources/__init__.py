@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import SiameseError
+from ...errors import SiameseError, reason
 from ..labels import label_str, labels_to_strings
+from ..limits import MAX_PIXELS
 from .arrays import ArrayReader, csv_reader, npy_reader, npz_reader
 from .datasets import (
     DEFAULT_DATA_ROOT,
@@ -27,8 +28,7 @@ from .datasets import (
 )
 from .image_decode import IMAGE_EXTENSIONS, to_channels
 from .images import ImageFilesReader, image_files_reader, image_folder_reader
-from .limits import MAX_PIXELS
-from .reader import Reader, reason
+from .reader import Reader
 
 __all__ = ["classify", "open_reader", "Reader", "ArrayReader", "ImageFilesReader", "reason", "label_str",
            "labels_to_strings", "to_channels", "IMAGE_EXTENSIONS", "DEFAULT_DATA_ROOT", "TORCHVISION_DATASETS",

@@ -23,10 +23,10 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from ...errors import SiameseError
+from ...errors import SiameseError, reason
 from ..labels import labels_to_strings
-from .limits import MAX_FIELD_CHARS, MAX_INFLATED_BYTES
-from .reader import Reader, reason
+from ..limits import MAX_FIELD_CHARS, MAX_INFLATED_BYTES
+from .reader import Reader
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import SiameseError
+from ...errors import SiameseError, reason
+from ..limits import MAX_INFLATED_BYTES
 from .arrays import ArrayReader
-from .limits import MAX_INFLATED_BYTES
-from .reader import reason
 
 DEFAULT_DATA_ROOT = Path("~/.cache/siamese/datasets")
 TORCHVISION_DATASETS = {  # name: (how the split is chosen, layout of .data, attribute holding labels)

@@ -22,7 +22,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
 from ...errors import SiameseError
-from .limits import MAX_PIXELS
+from ..limits import MAX_PIXELS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 _PIL_ONLY = (".bmp", ".tif", ".tiff")  # torchvision's decoder handles png/jpeg/gif/webp only

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ...errors import SiameseError
+from ...errors import SiameseError, reason
+from ..limits import MAX_PIXELS
 from .image_decode import IMAGE_EXTENSIONS, decode_image_file, peek_image, quiet_torchvision
-from .limits import MAX_PIXELS
-from .reader import Reader, reason
+from .reader import Reader
 
 log = logging.getLogger(__name__)
 

@@ -6,17 +6,8 @@ the Normalization, applies it and wraps the result in ItemSets. Image items are 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
-
-
-def reason(exc: BaseException) -> str:
-    """First line of an exception message, so SiameseError messages stay one line."""
-    text = str(exc).strip().splitlines()
-    # torchvision prefixes C++ errors with "decode_image, /path/to/file.cpp:52, "
-    return re.sub(r"^\w+, \S+\.cpp:\d+, ", "", text[0]) if text else type(exc).__name__
 
 
 class Reader:
