@@ -5,6 +5,7 @@ command module, so commands import it and never each other's parsers."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from typing import Any
 
@@ -23,9 +24,13 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def default_of(config: type, field: str) -> Any:
-    """The default of a dataclass config's field: options read their defaults from the configs."""
-    return config.__dataclass_fields__[field].default
+def default_of(config: Any, field: str) -> Any:
+    """The default of a dataclass config's field, or of a function's keyword argument: options read
+    their defaults from the code they drive, so each default lives in one place."""
+    fields = getattr(config, "__dataclass_fields__", None)
+    if fields is not None:
+        return fields[field].default
+    return inspect.signature(config).parameters[field].default
 
 
 def add_general_options(parser: argparse.ArgumentParser, default) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,9 +12,11 @@ import numpy as np
 
 from index.atomic import atomic_file
 from index.kinds import KINDS
+from index.knn import KNNClassifier
 from index.propagation import propagate_labels
 
 from ..errors import SiameseError
+from ..inference.anomaly import score_items
 from ..models.checkpoint import load_model
 from ..models.model_input import CHUNK_ITEMS
 from .options import (
@@ -25,6 +26,7 @@ from .options import (
     add_output_dir_option,
     add_output_file_option,
     data_kwargs,
+    default_of,
     load_data,
     source_options,
 )
@@ -316,7 +318,7 @@ def register(sub) -> None:
     q.add_argument("model", metavar="MODEL")
     q.add_argument("items", metavar="ITEM_FILE", nargs="*")
     q.add_argument("--key", action="append", help="query with an indexed item (repeatable)")
-    q.add_argument("-k", type=int, default=9)
+    q.add_argument("-k", type=int, default=9, help="neighbours shown (a 3 x 3 grid with --plot)")
     q.add_argument("--json", action="store_true")
     add_output_file_option(q, "--plot", "GRID.png", (".png",), help="write the query-and-neighbours image grid")
     add_index_open_options(q, force_help="query even if MODEL did not build INDEX")
@@ -326,12 +328,12 @@ def register(sub) -> None:
     c.add_argument("index", metavar="INDEX")
     c.add_argument("model", metavar="MODEL")
     c.add_argument("data", metavar="DATA")
-    c.add_argument("-k", type=int, default=5)
+    c.add_argument("-k", type=int, default=default_of(KNNClassifier, "k"), help="neighbours that vote")
     c.add_argument("--weights", choices=("uniform", "distance"), default="uniform")
     c.add_argument("--labels", metavar="LABELS.csv", help="true labels of DATA, to report accuracy")
     c.add_argument("--propagate", choices=("auto", "on", "off"), default="auto",
                    help="spread the index's labels over its kNN graph first (auto: when under half are labelled)")
-    c.add_argument("--propagate-k", type=int, default=inspect.signature(propagate_labels).parameters["k"].default,
+    c.add_argument("--propagate-k", type=int, default=default_of(propagate_labels, "k"),
                    help="neighbours per item in the propagation graph")
     add_output_file_option(c, "--out", "PRED.csv", (".csv",), help="write key,predicted,confidence per item")
     add_index_open_options(c)
@@ -342,7 +344,8 @@ def register(sub) -> None:
     n.add_argument("model", metavar="MODEL")
     n.add_argument("data", metavar="DATA")
     n.add_argument("--index", metavar="INDEX", help="also score the distance to the k nearest indexed items")
-    n.add_argument("-k", type=int, default=5)
+    n.add_argument("-k", type=int, default=default_of(score_items, "k"),
+                   help="indexed neighbours averaged for the kNN distance")
     n.add_argument("--top", type=int, default=10, help="items printed")
     add_output_file_option(n, "--out", "SCORES.csv", (".csv",), help="all scores (default anomalies.csv)")
     add_output_file_option(n, "--plot", "HIST.png", (".png",), help="write a histogram of the scores")

@@ -125,6 +125,7 @@ def pseudo_pair_config(args):
 def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
     from ..models.autoencoder import VARIANTS, AutoencoderConfig
+    from ..retrieval.evaluate import evaluate_model
     from ..training.finetune import DISTANCES, FINETUNE_TRAIN, LOSSES, MINERS, FinetuneConfig
     from ..training.loop import TrainConfig
 
@@ -188,7 +189,7 @@ def register(sub) -> None:
     p.add_argument("--labels", metavar="LABELS.csv")
     p.add_argument("--query", metavar="DATA2", help="query items (default: leave-one-out on DATA)")
     p.add_argument("--query-labels", metavar="LABELS.csv")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=int, default=default_of(evaluate_model, "k"), help="neighbours for kNN accuracy")
     p.add_argument("--json", action="store_true")
     add_data_options(p)
 
