@@ -152,8 +152,8 @@ def atomic_directory(target: str | os.PathLike, kind: str, *, overwrite: bool = 
     """
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
+    check_output_directory(target, kind, overwrite=overwrite)  # before the lock: a refusal leaves no trace
     with write_lock(target):
-        check_output_directory(target, kind, overwrite=overwrite)
         parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(target)
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=parent))
@@ -185,34 +185,37 @@ def atomic_directory(target: str | os.PathLike, kind: str, *, overwrite: bool = 
 
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike, mode: str = "wb", *, suffixes: tuple[str, ...] | None = None) -> Iterator:
-    """Open a temporary file beside `target`; on success fsync and rename it over `target`.
+    """Open a temporary file beside `target`; on success fsync and rename it over `target`, holding
+    the writer lock of `target` throughout (a file inside one of our folders is also covered by the
+    folder's lock, which its writers hold).
 
     A folder at `target` is refused; with `suffixes` (a user-named output), so is an existing file
     of another type (`index.outputs.check_output_file`).
     """
     target = Path(target)
-    if suffixes is not None:
+    if suffixes is not None:  # before the lock, so that a refusal leaves nothing behind
         check_output_file(target, suffixes)
     elif target.is_dir():
         raise OutputRefused(f"{target} is a folder; give a file path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)
-    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-        fsync_directory(target.parent)
-    except BaseException as exc:
-        cause = as_os_error(exc, target)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        if cause is not None:
-            raise cause from exc
-        raise
+    with write_lock(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600
+        try:
+            with os.fdopen(fd, mode) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_name, target)
+            fsync_directory(target.parent)
+        except BaseException as exc:
+            cause = as_os_error(exc, target)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            if cause is not None:
+                raise cause from exc
+            raise
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from .errors import VectorIndexError
+from .safe_json import read_json
 
 MARKER = ".siamese-output.json"
-MARKER_MAX_BYTES = 4096
 OUTPUT_KINDS = ("model", "index", "bundle", "reconstructions", "demo", "checkpoint")
 
 # main file of each kind as written before markers existed, and the JSON field that proves it is ours
@@ -47,26 +47,23 @@ def write_marker(directory: Path, kind: str) -> None:
 def output_kind(directory: Path) -> str | None:
     """The kind of siamese output `directory` is, or None when it is not one of ours."""
     directory = Path(directory)
-    marker = directory / MARKER
-    try:
-        if marker.is_file() and marker.stat().st_size <= MARKER_MAX_BYTES:
-            data = json.loads(marker.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and data.get("written_by") == "siamese" and data.get("kind") in OUTPUT_KINDS:
-                return data["kind"]
-            return None
-    except (OSError, ValueError):
-        return None
+    marker = _read_object(directory / MARKER)
+    if marker is not None or (directory / MARKER).exists():
+        ours = marker is not None and marker.get("written_by") == "siamese" and marker.get("kind") in OUTPUT_KINDS
+        return marker["kind"] if ours else None
     for kind, (name, field, value) in _LEGACY_SIGNATURES.items():
-        path = directory / name
-        try:
-            if not path.is_file() or path.stat().st_size > 64 * 1024 * 1024:
-                continue
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if isinstance(data, dict) and field in data and (value is None or data[field] == value):
+        data = _read_object(directory / name)
+        if data is not None and field in data and (value is None or data[field] == value):
             return kind
     return None
+
+
+def _read_object(path: Path) -> dict | None:
+    """The JSON object in `path` (bounded like every JSON file we read), or None if there is none."""
+    try:
+        return read_json(path, str(path), "")
+    except (FileNotFoundError, VectorIndexError):
+        return None
 
 
 def _check_kind(kind: str) -> None:
@@ -117,8 +114,6 @@ def check_output_directory(path: str | os.PathLike, kind: str, *, overwrite: boo
     """
     _check_kind(kind)
     path = Path(path)
-    if str(path) in ("", "."):
-        path = Path(".")
     why = _protected(path)
     if why:
         raise OutputRefused(f"--out {path} is {why}; give a new folder path for the {kind} (it is replaced as a whole)")

@@ -50,8 +50,8 @@ def save(directory: Path, backend: Backend, meta: MetadataStore, fields: dict[st
             f"call train() and add() first"
         )
     backend.check_writable("save")
+    check_output_directory(directory, "index", overwrite=overwrite)  # before the lock: a refusal leaves no trace
     with write_lock(directory):
-        check_output_directory(directory, "index", overwrite=overwrite)
         _check_unchanged_since_load(loaded_from, directory)
         _save_locked(directory, backend, meta, fields, chunk_size, store_vectors, overwrite)
         origin = origin_of(directory)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import stat
-from pathlib import Path
 from typing import Any
 
 import numpy as np

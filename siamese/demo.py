@@ -18,7 +18,8 @@ import numpy as np
 
 from index import KNNClassifier
 from index.atomic import atomic_file
-from index.outputs import claim_output_directory
+from index.locking import write_lock
+from index.outputs import check_output_directory, claim_output_directory
 from index.propagation import propagated_index
 
 from .data.loading import load_items, read_labels_csv
@@ -58,13 +59,18 @@ def _epochs(base: int, n: int) -> int:
 def run_demo(out: Path, dataset: str = "sklearn:digits", *, progress: bool = True, seed: int = 0,
              config: DemoConfig | None = None, overwrite: bool = False) -> dict:
     """Run the demo into `out` (new, empty or an earlier demo's folder; `overwrite` allows any
-    other); returns the accuracy table as {row: accuracy}."""
+    other; locked while the demo runs); returns the accuracy table as {row: accuracy}."""
+    check_output_directory(out, "demo", overwrite=overwrite)  # before the lock: a refusal leaves no trace
+    with write_lock(out):
+        out = claim_output_directory(out, "demo", overwrite=overwrite)
+        return _run_demo(out, dataset, progress=progress, config=config or DemoConfig(seed=seed))
+
+
+def _run_demo(out: Path, dataset: str, *, progress: bool, config: DemoConfig) -> dict:
     from . import plots
 
-    config = config or DemoConfig(seed=seed)
     started = time.perf_counter()
     say = print
-    out = claim_output_directory(out, "demo", overwrite=overwrite)
     items = load_items(dataset)
     if not items.has_labels:
         raise SiameseError(f"the demo needs a labelled dataset to report accuracy; {items.source} has no labels")

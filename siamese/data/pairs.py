@@ -124,7 +124,7 @@ def read_pairs_csv(path: str | Path, keys: Sequence[str]) -> Pairs:
 def write_pairs_csv(path: str | Path, pairs: Pairs, keys: Sequence[str]) -> None:
     from index.atomic import atomic_file
 
-    with atomic_file(path, "w") as fh:
+    with atomic_file(path, "w", suffixes=(".csv",)) as fh:
         writer = csv.writer(fh)
         writer.writerow(["a", "b", "label"])
         writer.writerows((keys[a], keys[b], int(y)) for a, b, y in zip(pairs.a, pairs.b, pairs.label))

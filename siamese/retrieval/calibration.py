@@ -256,14 +256,16 @@ def calibrate(model, items, pairs, *, target: str = "f1") -> Calibration:
 
 
 def save_calibration(calibration: Calibration, model_dir: str | Path) -> Path:
-    """Write `calibration.json` into the model directory atomically."""
+    """Write `calibration.json` into the model directory atomically, under the directory's writer lock
+    (a model save running at the same time carries the file over or not, never half of it)."""
     from index.atomic import atomic_file
+    from index.locking import write_lock
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise SiameseError(f"model directory {model_dir} does not exist")
     path = model_dir / CALIBRATION_FILE
-    with atomic_file(path, "w") as fh:
+    with write_lock(model_dir), atomic_file(path, "w") as fh:
         fh.write(json.dumps(calibration.to_dict(), indent=2))
     return path
 
@@ -335,6 +337,6 @@ def plot_calibration(distances, same, calibration: Calibration, path: str | Path
     fig.suptitle(f"same/different on {calibration.n_pairs} pairs ({calibration.metric} distance, "
                  f"target {calibration.target})")
     path = Path(path)
-    with atomic_file(path) as fh:
+    with atomic_file(path, suffixes=(".png",)) as fh:
         fig.savefig(fh, format="png", dpi=110)
     return path

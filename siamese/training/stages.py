@@ -11,7 +11,7 @@ from typing import Iterator
 import torch
 
 from index.locking import write_lock
-from index.outputs import claim_output_directory
+from index.outputs import check_output_directory, claim_output_directory
 
 from ..models.autoencoder import Autoencoder, reconstruction_loss
 from ..models.saving import CHECKPOINT_DIR, HISTORY_FILE
@@ -49,6 +49,7 @@ def claim_model_output(out: Path | None, writes: bool, overwrite: bool) -> Itera
     if out is None or not writes:
         yield
         return
+    check_output_directory(out, "model", overwrite=overwrite)  # before the lock: a refusal leaves no trace
     with write_lock(out):
         claim_output_directory(out, "model", overwrite=overwrite)
         yield
