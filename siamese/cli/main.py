@@ -11,15 +11,16 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import SiameseError
 from .options import OneLineParser, Subcommands, add_general_options, check_outputs
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given argv, only the commands it names get their arguments (see Subcommands)."""
     from ..version import __version__
-    from . import codes, search, training, verify
+    from . import codes, index_commands, search, training, verify
 
     parser = OneLineParser(
         prog="siamese", description="Metric learning on unlabeled data: pretrain an autoencoder, fine-tune it as a "
@@ -27,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 2 user error (one line on stderr), 1 a bug.")
     parser.add_argument("--version", action="version", version=f"siamese {__version__}")
     add_general_options(parser, lambda value: value)
-    sub = Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    for module in (training, search, verify, codes):
+    wanted = None if argv is None else frozenset(argv)
+    sub = Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), wanted)
+    for module in (training, index_commands, search, verify, codes):
         module.register(sub)
     return parser
 
@@ -36,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from index.errors import VectorIndexError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     max_threads = 4 * (os.cpu_count() or 1)
     if args.threads is not None and not 1 <= args.threads <= max_threads:
@@ -57,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "nproc", None) is not None or "WORLD_SIZE" in os.environ:  # data-parallel training
             from ..training.distributed import run_command
 
-            return run_command(args.func, args, sys.argv[1:] if argv is None else list(argv))
+            return run_command(args.func, args, argv)
         return args.func(args)
     except (SiameseError, VectorIndexError) as exc:
         message = " ".join(str(exc).split())

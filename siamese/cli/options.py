@@ -9,8 +9,6 @@ import inspect
 import sys
 from typing import Any
 
-import numpy as np
-
 from index.locking import DEFAULT_LOCK_TIMEOUT
 
 from ..errors import SiameseError
@@ -43,22 +41,52 @@ def add_general_options(parser: argparse.ArgumentParser, default) -> None:
                        f"(default {DEFAULT_LOCK_TIMEOUT:g})")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help lines end with "(default: X)" when there is a default worth showing; flags that are off
+    or unset by default say nothing rather than "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
 class Subcommands:
     """Wraps `add_subparsers()` so every sub-command also accepts the general options after its
-    name (`siamese pretrain DATA ... -q`), without overriding them when given before it."""
+    name (`siamese pretrain DATA ... -q`), without overriding them when given before it.
 
-    def __init__(self, action):
-        self.action = action
+    A command's arguments are added by its `arguments(parser)` function only when the command is
+    named on the command line (`wanted`; None builds every command): reading option defaults means
+    importing the code they drive (torch), which `siamese --help` and `siamese index info` never need.
+    """
+
+    def __init__(self, action, wanted: frozenset[str] | None = None):
+        self.action, self.wanted = action, wanted
         self.common = argparse.ArgumentParser(add_help=False)
         add_general_options(self.common, lambda value: argparse.SUPPRESS)
 
-    def add_parser(self, name: str, func=None, **kwargs) -> argparse.ArgumentParser:
-        """A sub-command parser; `func(args) -> exit code` runs the command (`args.func`)."""
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+    def add_parser(self, name: str, func=None, arguments=None, **kwargs) -> argparse.ArgumentParser:
+        """A sub-command parser; `func(args) -> exit code` runs the command (`args.func`) and
+        `arguments(parser)` adds its arguments when the command is wanted."""
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        if "help" in kwargs:
+            kwargs.setdefault("description", kwargs["help"][:1].upper() + kwargs["help"][1:] + ".")
         parser = self.action.add_parser(name, parents=[self.common], **kwargs)
         if func is not None:
             parser.set_defaults(func=func)
+        if arguments is not None and self.builds(name):
+            arguments(parser)
         return parser
+
+    def builds(self, name: str) -> bool:
+        return self.wanted is None or name in self.wanted
+
+    def nested(self, action) -> Subcommands:
+        """Sub-commands of a sub-command (`siamese index ACTION`), built by the same rule."""
+        return Subcommands(action, self.wanted)
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +103,24 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
     group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                        help="refuse images of more than N pixels before decoding them")
+
+
+DATA_HELP = ("an image folder (sub-folders name the labels), image files, .npy/.npz, .csv, mnist-idx:DIR, "
+             "torchvision:NAME or sklearn:digits")
+
+
+def add_model_argument(parser: argparse.ArgumentParser, help: str = "a model folder written by siamese pretrain "
+                       "or finetune") -> None:
+    parser.add_argument("model", metavar="MODEL", help=help)
+
+
+def add_data_argument(parser: argparse.ArgumentParser, help: str = "the items", nargs: str | None = None) -> None:
+    parser.add_argument("data", metavar="DATA", nargs=nargs, help=f"{help}: {DATA_HELP}")
+
+
+def add_index_argument(parser: argparse.ArgumentParser, help: str = "an index folder written by siamese index "
+                       "build") -> None:
+    parser.add_argument("index", metavar="INDEX", help=help)
 
 
 def add_output_dir_option(parser: argparse.ArgumentParser, metavar: str, kind: str, *, required: bool = True,
@@ -142,6 +188,13 @@ def source_options(args: argparse.Namespace) -> dict:
     return {**options, "skip": args.skip} if args.skip else options
 
 
+def load_model_argument(path: str):
+    """The model a command's MODEL names (torch is imported here, when a command needs it)."""
+    from ..models.checkpoint import load_model
+
+    return load_model(path)
+
+
 def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
     from ..data.loading import load_items
 
@@ -152,7 +205,7 @@ def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
     items = load_items(source, labels=labels, **options)
     if skip >= len(items):
         raise SiameseError(f"--skip {skip} leaves no items: {source} has {len(items)}")
-    return items.subset(np.arange(skip, len(items))) if skip else items
+    return items.subset(range(skip, len(items))) if skip else items
 
 
 def add_train_options(parser: argparse.ArgumentParser, defaults) -> None:

@@ -10,25 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from index.atomic import atomic_file
-from index.kinds import KINDS
-from index.knn import KNNClassifier
-from index.propagation import propagate_labels
-
 from ..errors import SiameseError
-from ..inference.anomaly import score_items
-from ..models.checkpoint import load_model
-from ..models.model_input import CHUNK_ITEMS
 from .options import (
-    Subcommands,
+    add_data_argument,
     add_data_options,
+    add_index_argument,
     add_index_open_options,
-    add_output_dir_option,
+    add_model_argument,
     add_output_file_option,
     data_kwargs,
     default_of,
     load_data,
-    source_options,
+    load_model_argument,
 )
 
 
@@ -36,58 +29,6 @@ def _index_for(path: str, model, args: argparse.Namespace):
     from ..retrieval.indexing import open_index
 
     return open_index(path, model, force=args.force, untrusted=args.untrusted)
-
-
-def cmd_index_build(args: argparse.Namespace) -> int:
-    from ..retrieval.calibration import find_calibration
-    from ..retrieval.indexing import build_index
-
-    if args.shard or args.template:
-        from .shards import cmd_index_build_shard
-
-        return cmd_index_build_shard(args)
-    model = load_model(args.model)
-    index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
-                        progress=not args.quiet, calibration=find_calibration(args.model, model),
-                        **source_options(args))
-    index.info = {**index.info, "source": _source_record(args.data)}
-    index.save(args.out, overwrite=args.overwrite)
-    print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
-          f"{int(np.sum(index.labels_for_ids(index.ids) != None))} labelled) -> {args.out}")  # noqa: E711
-    return 0
-
-
-def cmd_index_add(args: argparse.Namespace) -> int:
-    from ..retrieval.indexing import add_to_saved_index
-
-    model = load_model(args.model)
-    index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
-                                      labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
-                                      **source_options(args))
-    print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
-    return 0
-
-
-def cmd_index_info(args: argparse.Namespace) -> int:
-    from index import VectorIndex
-
-    index = VectorIndex.load(args.index, untrusted=args.untrusted)
-    labels = index.labels_for_ids(index.ids)
-    counts = Counter(label for label in labels if label is not None)
-    record = {"path": args.index, "count": len(index), "dim": index.dim, "metric": index.metric,
-              "kind": index.kind, "model_fingerprint": index.model_fingerprint,
-              "labelled": int(sum(counts.values())), "classes": dict(sorted(counts.items())), **index.info}
-    if args.json:
-        print(json.dumps(record, default=str))
-    else:
-        for key, value in record.items():
-            print(f"{key:>18}: {value}")
-    return 0
-
-
-def _source_record(source: str) -> str:
-    path = Path(source)
-    return str(path.resolve()) if path.exists() else source
 
 
 def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray | None:
@@ -111,7 +52,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ..data.loading import load_items
     from ..inference.embed import embed
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     index = _index_for(args.index, model, args)
     if bool(args.items) == bool(args.key):
         raise SiameseError("give item files to query with, or --key KEY of an indexed item (not both)")
@@ -161,7 +102,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from ..inference.embed import embed
     from . import verify as cli_verify
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     index = _index_for(args.index, model, args)
     items = load_data(args, args.data, model, labels=args.labels)
     n_labelled = int(sum(1 for v in index.labels_for_ids(index.ids) if v is not None))
@@ -180,6 +121,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     predicted = cli_verify.open_set_labels(args, model, index, classifier, items, z, classes[np.argmax(proba, axis=1)])
     confidence = proba.max(axis=1)
     if args.out:
+        from index.atomic import atomic_file
+
         with atomic_file(args.out, "w", suffixes=(".csv",)) as fh:
             writer = csv.writer(fh)
             writer.writerow(["key", "predicted", "confidence"] + (["label"] if items.has_labels else []))
@@ -203,12 +146,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..inference.anomaly import score_items
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     index = _index_for(args.index, model, args) if args.index else None
     items = load_data(args, args.data, model)
     scores = score_items(model, items, index=index, k=args.k, progress=not args.quiet)
     order = scores.top(len(items))
     out = args.out or "anomalies.csv"
+    from index.atomic import atomic_file
+
     with atomic_file(out, "w", suffixes=(".csv",)) as fh:
         writer = csv.writer(fh)
         writer.writerow(["rank", "key", "reconstruction_error", "knn_distance", "combined"])
@@ -234,7 +179,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .. import plots
     from ..inference.embed import embed, reconstruct
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     if args.what == "curves":
         path = plots.plot_curves(Path(args.model) / "history.csv", args.out)
     elif args.what == "samples":
@@ -283,53 +228,41 @@ def _plot_samples(model, args):
 
 def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
-    p = sub.add_parser("index", help="build, extend or describe a FAISS index of embeddings")
-    index_sub = Subcommands(p.add_subparsers(dest="index_command", required=True, metavar="ACTION"))
-    b = index_sub.add_parser("build", cmd_index_build, help="embed DATA with MODEL into a new index")
-    b.add_argument("model", metavar="MODEL")
-    b.add_argument("data", metavar="DATA")
-    add_output_dir_option(b, "INDEX", "index", help="folder for the index (new, or an earlier index)")
-    b.add_argument("--kind", choices=("auto", *KINDS), default="auto",
-                   help="faiss structure; auto: flat, hnsw or ivf by the number of items")
-    b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
-    b.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
-    add_data_options(b)
-    a = index_sub.add_parser("add", cmd_index_add, help="append DATA's items to an index (ids continue)")
-    a.add_argument("index", metavar="INDEX")
-    a.add_argument("model", metavar="MODEL")
-    a.add_argument("data", metavar="DATA")
-    a.add_argument("--labels", metavar="LABELS.csv")
-    a.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS)
-    add_index_open_options(a)
-    add_data_options(a)
-    i = index_sub.add_parser("info", cmd_index_info, help="describe an index")
-    i.add_argument("index", metavar="INDEX")
-    i.add_argument("--json", action="store_true")
-    i.add_argument("--untrusted", action="store_true", help="rebuild from vectors.npy, never parse the faiss file")
-    from . import shards as cli_shards
+    sub.add_parser("query", cmd_query, query_arguments, help="nearest indexed items of item files or of an indexed key")
+    sub.add_parser("classify", cmd_classify, classify_arguments,
+                   help="label items by a vote of their k nearest labelled indexed items")
+    sub.add_parser("anomaly", cmd_anomaly, anomaly_arguments,
+                   help="reconstruction-error and kNN-distance anomaly scores")
+    sub.add_parser("plot", cmd_plot, plot_arguments,
+                   help="latent map, reconstructions, neighbours, training curves, VAE samples",
+                   description="Plot a model's latent map, reconstructions, neighbours, training curves or VAE "
+                   "samples. samples (VAE only): decode -n draws z ~ N(0, I) into a grid; a 2-D VAE also gets the "
+                   "classic decoded-manifold grid over its latent plane, written to PNG-manifold.png.")
 
-    cli_shards.register(index_sub, build=b)
-    from .verify import add_open_set_options, add_rebuild_parser
 
-    add_rebuild_parser(index_sub)
-
-    q = sub.add_parser("query", cmd_query, help="nearest indexed items of item files or of an indexed key")
-    q.add_argument("index", metavar="INDEX")
-    q.add_argument("model", metavar="MODEL")
-    q.add_argument("items", metavar="ITEM_FILE", nargs="*")
+def query_arguments(q: argparse.ArgumentParser) -> None:
+    add_index_argument(q)
+    add_model_argument(q, "the model that built INDEX")
+    q.add_argument("items", metavar="ITEM_FILE", nargs="*", help="image (or item) files to query with")
     q.add_argument("--key", action="append", help="query with an indexed item (repeatable)")
     q.add_argument("-k", type=int, default=9, help="neighbours shown (a 3 x 3 grid with --plot)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="print one JSON object per query")
     add_output_file_option(q, "--plot", "GRID.png", (".png",), help="write the query-and-neighbours image grid")
     add_index_open_options(q, force_help="query even if MODEL did not build INDEX")
     add_data_options(q)
 
-    c = sub.add_parser("classify", cmd_classify, help="label items by a vote of their k nearest labelled indexed items")
-    c.add_argument("index", metavar="INDEX")
-    c.add_argument("model", metavar="MODEL")
-    c.add_argument("data", metavar="DATA")
+
+def classify_arguments(c: argparse.ArgumentParser) -> None:
+    from index.knn import KNNClassifier
+    from index.propagation import propagate_labels
+
+    from .verify import add_open_set_options
+
+    add_index_argument(c, "a labelled index (siamese index build --labels, or a labelled DATA)")
+    add_model_argument(c, "the model that built INDEX")
+    add_data_argument(c, "the items to classify")
     c.add_argument("-k", type=int, default=default_of(KNNClassifier, "k"), help="neighbours that vote")
-    c.add_argument("--weights", choices=("uniform", "distance"), default="uniform")
+    c.add_argument("--weights", choices=("uniform", "distance"), default="uniform", help="how neighbours' votes count")
     c.add_argument("--labels", metavar="LABELS.csv", help="true labels of DATA, to report accuracy")
     c.add_argument("--propagate", choices=("auto", "on", "off"), default="auto",
                    help="spread the index's labels over its kNN graph first (auto: when under half are labelled)")
@@ -340,9 +273,12 @@ def register(sub) -> None:
     add_open_set_options(c)
     add_data_options(c)
 
-    n = sub.add_parser("anomaly", cmd_anomaly, help="reconstruction-error and kNN-distance anomaly scores")
-    n.add_argument("model", metavar="MODEL")
-    n.add_argument("data", metavar="DATA")
+
+def anomaly_arguments(n: argparse.ArgumentParser) -> None:
+    from ..inference.anomaly import score_items
+
+    add_model_argument(n)
+    add_data_argument(n, "the items to score")
     n.add_argument("--index", metavar="INDEX", help="also score the distance to the k nearest indexed items")
     n.add_argument("-k", type=int, default=default_of(score_items, "k"),
                    help="indexed neighbours averaged for the kNN distance")
@@ -352,17 +288,17 @@ def register(sub) -> None:
     add_index_open_options(n)
     add_data_options(n)
 
-    p = sub.add_parser("plot", cmd_plot, help="latent map, reconstructions, neighbours, training curves, VAE samples",
-                       description="samples (VAE only): decode -n draws z ~ N(0, I) into a grid; a 2-D VAE also "
-                       "gets the classic decoded-manifold grid over its latent plane, written to PNG-manifold.png.")
-    p.add_argument("what", choices=("latent", "reconstructions", "neighbors", "curves", "samples"))
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA", nargs="?")
-    add_output_file_option(p, "--out", "PNG", (".png",), required=True)
+
+def plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=("latent", "reconstructions", "neighbors", "curves", "samples"),
+                   help="what to draw")
+    add_model_argument(p)
+    add_data_argument(p, "the items to draw (not needed for curves and samples)", nargs="?")
+    add_output_file_option(p, "--out", "PNG", (".png",), required=True, help="the image to write")
     p.add_argument("--index", metavar="INDEX", help="neighbors: the index to search")
     p.add_argument("--method", choices=("auto", "pca", "tsne"), default="auto", help="latent: projection above 2-D")
     p.add_argument("-n", type=int, default=16, help="items, queries or samples shown")
     p.add_argument("-k", type=int, default=9, help="neighbors: neighbours per query")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="which items are drawn")
     add_index_open_options(p)
     add_data_options(p)

@@ -17,11 +17,15 @@ import sys
 
 import numpy as np
 
-from index.kinds import IVF_KINDS
-
 from ..errors import SiameseError
-from ..models.model_input import CHUNK_ITEMS
-from .options import add_data_options, add_output_dir_option, source_options
+from .options import (
+    add_data_argument,
+    add_data_options,
+    add_model_argument,
+    add_output_dir_option,
+    load_model_argument,
+    source_options,
+)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -52,11 +56,10 @@ def cmd_index_train(args: argparse.Namespace) -> int:
     from index.shards import train_template
 
     from ..inference.embed import embed
-    from ..models.checkpoint import load_model
     from ..models.model_input import model_chunks
     from ..retrieval.indexing import model_summary
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     count = count_items(args, args.data)
     if args.sample < 1:
         raise SiameseError(f"--sample must be >= 1, got {args.sample}")
@@ -82,13 +85,12 @@ def cmd_index_build_shard(args: argparse.Namespace) -> int:
     """`index build --shard i/n --from TEMPLATE`: embed this shard's slice of DATA."""
     from index.shards import shard_bounds, start_shard
 
-    from ..models.checkpoint import load_model
     from ..retrieval.indexing import add_items
 
     if not args.template:
         raise SiameseError("--shard needs --from TEMPLATE (the trained empty index from `siamese index train`)")
     shard = parse_shard(args.shard)
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     count = count_items(args, args.data)
     start, stop = shard_bounds(count, shard)
     index = start_shard(args.template, shard, first_id=start)
@@ -128,27 +130,40 @@ def _c_stdout_to_stderr():
         os.close(saved)
 
 
-def register(index_sub, build: argparse.ArgumentParser) -> None:
-    """Add `index train` and `index merge`, and --shard/--from to `index build`."""
+def register(index_sub) -> None:
+    """Add `index train` and `index merge`."""
+    index_sub.add_parser("train", cmd_index_train, index_train_arguments,
+                         help="train an empty IVF index on a sample of DATA, for sharded builds")
+    index_sub.add_parser("merge", cmd_index_merge, index_merge_arguments,
+                         help="merge shards built from one template into one on-disk index")
+
+
+def add_shard_options(build: argparse.ArgumentParser) -> None:
+    """--shard/--from of `index build`."""
     build.add_argument("--shard", metavar="i/n", help="build shard i of n (0-based) of DATA; needs --from")
     build.add_argument("--from", dest="template", metavar="TEMPLATE", help="trained empty index (siamese index train)")
 
-    t = index_sub.add_parser("train", cmd_index_train,
-                             help="train an empty IVF index on a sample of DATA, for sharded builds")
-    t.add_argument("model", metavar="MODEL")
-    t.add_argument("data", metavar="DATA")
+
+def index_train_arguments(t: argparse.ArgumentParser) -> None:
+    from index.kinds import IVF_KINDS
+
+    from ..models.model_input import CHUNK_ITEMS
+
+        
+    add_model_argument(t, "the model that embeds DATA")
+    add_data_argument(t, "the items to sample from")
     add_output_dir_option(t, "TEMPLATE", "index", help="folder for the trained empty index")
     t.add_argument("--kind", choices=IVF_KINDS, default=IVF_KINDS[0], help="inverted-file structure to train")
     t.add_argument("--nlist", type=int, help="inverted lists (default ~4 sqrt(n))")
     t.add_argument("--pq-m", type=int, help="ivfpq: code bytes per vector (a divisor of the dimension)")
     t.add_argument("--sample", type=int, default=262144, help="items embedded to train on (seeded random sample)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS)
+    t.add_argument("--seed", type=int, default=0, help="which items are sampled")
+    t.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
     add_data_options(t)
 
-    m = index_sub.add_parser("merge", cmd_index_merge,
-                             help="merge shards built from one template into one on-disk index")
-    m.add_argument("shards", metavar="SHARD", nargs="+")
+
+def index_merge_arguments(m: argparse.ArgumentParser) -> None:
+    m.add_argument("shards", metavar="SHARD", nargs="+", help="shard folders built with --from one template")
     add_output_dir_option(m, "INDEX", "index", help="folder for the merged index (new, or an earlier index)")
     m.add_argument("--untrusted", action="store_true", help="refused: merging parses the shards' faiss files")
     m.add_argument("--no-direct-map", action="store_true",

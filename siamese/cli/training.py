@@ -6,7 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_data_options, add_output_dir_option, add_train_options, default_of, load_data, train_config
+from .options import (
+    add_data_argument,
+    add_data_options,
+    add_model_argument,
+    add_output_dir_option,
+    add_train_options,
+    default_of,
+    load_data,
+    load_model_argument,
+    train_config,
+)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -28,10 +38,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import load_model
     from ..training.finetune import FinetuneConfig, finetune
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     items = load_data(args, args.data, model)
     config = FinetuneConfig(loss=args.loss, distance=args.distance, pos_margin=args.pos_margin,
                             neg_margin=args.neg_margin, miner=args.miner, metric_weight=args.metric_weight,
@@ -53,10 +62,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import load_model
     from ..retrieval.evaluate import evaluate_model
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     reference = load_data(args, args.data, model, labels=args.labels)
     queries = load_data(args, args.query, model, labels=args.query_labels) if args.query else None
     scores = evaluate_model(model, reference, queries, k=args.k)
@@ -124,19 +132,27 @@ def pseudo_pair_config(args):
 
 def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
-    from ..models.autoencoder import VARIANTS, AutoencoderConfig
-    from ..retrieval.evaluate import evaluate_model
-    from ..training.finetune import DISTANCES, FINETUNE_TRAIN, LOSSES, MINERS, FinetuneConfig
-    from ..training.loop import TrainConfig
+    sub.add_parser("demo", cmd_demo, demo_arguments,
+                   help="end to end on the embedded digits: pretrain, fine-tune, index, classify")
+    sub.add_parser("pretrain", cmd_pretrain, pretrain_arguments, help="pretrain an autoencoder on unlabeled items")
+    sub.add_parser("finetune", cmd_finetune, finetune_arguments,
+                   help="fine-tune as a Siamese network on labelled pairs")
+    sub.add_parser("evaluate", cmd_evaluate, evaluate_arguments,
+                   help="kNN accuracy, precision@1, MAP@R, NMI/ARI of a model's embedding")
 
-    p = sub.add_parser("demo", cmd_demo, help="end to end on the embedded digits: pretrain, fine-tune, index, classify")
+
+def demo_arguments(p: argparse.ArgumentParser) -> None:
     add_output_dir_option(p, "DIR", "demo", required=False, default="siamese-demo",
                           help="folder for the report, plots, model and index")
-    p.add_argument("--dataset", default="sklearn:digits", help="any DATA source")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default="sklearn:digits", metavar="DATA", help="any DATA source")
+    p.add_argument("--seed", type=int, default=0, help="makes runs repeatable")
 
-    p = sub.add_parser("pretrain", cmd_pretrain, help="pretrain an autoencoder on unlabeled items")
-    p.add_argument("data", metavar="DATA")
+
+def pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    from ..models.autoencoder import VARIANTS, AutoencoderConfig
+    from ..training.loop import TrainConfig
+
+    add_data_argument(p, "unlabeled items to learn from")
     add_output_dir_option(p, "MODEL", "model", help="folder for the model (new, or an earlier model)")
     p.add_argument("--variant", choices=VARIANTS, default=default_of(AutoencoderConfig, "variant"),
                    help="autoencoder variant")
@@ -147,7 +163,8 @@ def register(sub) -> None:
     p.add_argument("--widths", type=int, nargs="+", help="MLP hidden sizes or conv channels per stage")
     p.add_argument("--noise", default=default_of(AutoencoderConfig, "noise"),
                    help="denoising corruption: gaussian:STD | mask:P | none")
-    p.add_argument("--augment", choices=("on", "off"), help="random shift/rotation of images (default: denoising)")
+    p.add_argument("--augment", choices=("on", "off"), help="random shift/rotation of images (default: on for "
+                   "denoising)")
     p.add_argument("--k", type=int, default=default_of(AutoencoderConfig, "k"), help="ksparse: non-zeros kept")
     p.add_argument("--beta", type=float, default=default_of(AutoencoderConfig, "beta"), help="vae: KL weight")
     p.add_argument("--sparsity-weight", type=float, default=default_of(AutoencoderConfig, "sparsity_weight"),
@@ -157,9 +174,18 @@ def register(sub) -> None:
     add_train_options(p, TrainConfig())
     add_data_options(p)
 
-    p = sub.add_parser("finetune", cmd_finetune, help="fine-tune as a Siamese network on labelled pairs")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
+
+def finetune_arguments(p: argparse.ArgumentParser) -> None:
+    from ..training.finetune import (
+        DISTANCES,
+        FINETUNE_TRAIN,
+        LOSSES,
+        MINERS,
+        FinetuneConfig,
+    )
+
+    add_model_argument(p, "the pretrained model to fine-tune")
+    add_data_argument(p, "the items the pairs or labels refer to (all of them, labelled or not)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--pairs", metavar="PAIRS.csv", help="header a,b,label over item keys")
     source.add_argument("--labels", metavar="LABELS.csv", help="header key,label; or 'items' for DATA's own labels")
@@ -182,14 +208,15 @@ def register(sub) -> None:
     add_train_options(p, FINETUNE_TRAIN)
     add_data_options(p)
 
-    p = sub.add_parser("evaluate", cmd_evaluate,
-                       help="kNN accuracy, precision@1, MAP@R, NMI/ARI of a model's embedding")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA", help="reference items (with labels)")
-    p.add_argument("--labels", metavar="LABELS.csv")
-    p.add_argument("--query", metavar="DATA2", help="query items (default: leave-one-out on DATA)")
-    p.add_argument("--query-labels", metavar="LABELS.csv")
-    p.add_argument("-k", type=int, default=default_of(evaluate_model, "k"), help="neighbours for kNN accuracy")
-    p.add_argument("--json", action="store_true")
-    add_data_options(p)
 
+def evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from ..retrieval.evaluate import evaluate_model
+
+    add_model_argument(p)
+    add_data_argument(p, "labelled reference items (labels from the source or --labels)")
+    p.add_argument("--labels", metavar="LABELS.csv", help="labels of DATA, header key,label")
+    p.add_argument("--query", metavar="DATA2", help="query items (default: leave-one-out on DATA)")
+    p.add_argument("--query-labels", metavar="LABELS.csv", help="labels of DATA2, header key,label")
+    p.add_argument("-k", type=int, default=default_of(evaluate_model, "k"), help="neighbours for kNN accuracy")
+    p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    add_data_options(p)

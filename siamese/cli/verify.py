@@ -7,23 +7,30 @@ import argparse
 import json
 
 from ..errors import SiameseError
-from ..models.checkpoint import load_model
-from ..models.model_input import CHUNK_ITEMS
 from .options import (
+    add_data_argument,
     add_data_options,
+    add_index_argument,
+    add_model_argument,
     add_output_dir_option,
     add_output_file_option,
     data_kwargs,
     load_data,
+    load_model_argument,
     source_options,
 )
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..data.pairs import read_pairs_csv
-    from ..retrieval.calibration import calibrate_distances, model_pair_distances, plot_calibration, save_calibration
+    from ..retrieval.calibration import (
+        calibrate_distances,
+        model_pair_distances,
+        plot_calibration,
+        save_calibration,
+    )
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     items = load_data(args, args.data, model)
     pairs = read_pairs_csv(args.pairs, items.keys)
     distances = model_pair_distances(model, items, pairs)
@@ -46,7 +53,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..models.metrics import pair_distances
     from ..retrieval.calibration import load_calibration
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     calibration = load_calibration(args.model, model)
     items = load_items([args.a, args.b], **data_kwargs(args, model))
     if len(items) != 2:
@@ -80,7 +87,7 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     from ..retrieval.calibration import find_calibration
     from ..retrieval.indexing import rebuild_index
 
-    model = load_model(args.model)
+    model = load_model_argument(args.model)
     index = rebuild_index(args.index, model, args.data, calibration=find_calibration(args.model, model),
                           chunk_size=args.chunk_size, progress=not args.quiet, untrusted=args.untrusted,
                           **source_options(args))
@@ -90,13 +97,17 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
 
 def add_rebuild_parser(index_sub) -> None:
     """`siamese index rebuild`, added to the `index` group by search.register."""
-    r = index_sub.add_parser("rebuild", cmd_index_rebuild,
-                             help="re-embed a stale index's items with MODEL in place (same keys, "
-                             "labels, attrs)")
-    r.add_argument("index", metavar="INDEX")
-    r.add_argument("model", metavar="MODEL")
-    r.add_argument("data", metavar="DATA", help="the items the index was built from")
-    r.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS)
+    index_sub.add_parser("rebuild", cmd_index_rebuild, index_rebuild_arguments,
+                         help="re-embed a stale index's items with MODEL in place (same keys, labels, attrs)")
+
+
+def index_rebuild_arguments(r: argparse.ArgumentParser) -> None:
+    from ..models.model_input import CHUNK_ITEMS
+
+    add_index_argument(r, "the index to re-embed in place")
+    add_model_argument(r, "the model to embed with now")
+    add_data_argument(r, "the items the index was built from")
+    r.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
     r.add_argument("--untrusted", action="store_true",
                    help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
     add_data_options(r)
@@ -104,37 +115,45 @@ def add_rebuild_parser(index_sub) -> None:
 
 def register(sub) -> None:
     """Add this module's sub-commands to the `siamese` parser."""
+    sub.add_parser("calibrate", cmd_calibrate, calibrate_arguments,
+                   help="same/different distance threshold from labelled pairs (ROC/PR report)")
+    sub.add_parser("verify", cmd_verify, verify_arguments,
+                   help="are two items the same? distance, answer and confidence (needs calibrate)")
+    sub.add_parser("export", cmd_export, export_arguments,
+                   help="one directory with model, index, calibration and a checksummed manifest")
+
+
+def _target(value: str) -> str:
     from ..retrieval.calibration import parse_target
 
-    def target(value: str) -> str:
-        try:
-            parse_target(value)
-        except SiameseError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return value
+    try:
+        parse_target(value)
+    except SiameseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
-    p = sub.add_parser("calibrate", cmd_calibrate,
-                       help="same/different distance threshold from labelled pairs (ROC/PR report)")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
+
+def calibrate_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p, "the model to calibrate (calibration.json is written into it)")
+    add_data_argument(p, "the items PAIRS.csv refers to")
     p.add_argument("--pairs", required=True, metavar="PAIRS.csv", help="header a,b,label over DATA's item keys")
-    p.add_argument("--target", type=target, default="f1", help="f1 (default) | eer | precision=P | recall=R")
+    p.add_argument("--target", type=_target, default="f1", help="f1 | eer | precision=P | recall=R")
     add_output_file_option(p, "--plot", "ROC.png", (".png",), help="write ROC and precision-recall curves")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     add_data_options(p)
 
-    v = sub.add_parser("verify", cmd_verify,
-                       help="are two items the same? distance, answer and confidence (needs calibrate)")
-    v.add_argument("model", metavar="MODEL")
+
+def verify_arguments(v: argparse.ArgumentParser) -> None:
+    add_model_argument(v, "a calibrated model (siamese calibrate)")
     v.add_argument("a", metavar="A", help="item file")
     v.add_argument("b", metavar="B", help="item file")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
     add_data_options(v)
 
-    e = sub.add_parser("export", cmd_export,
-                       help="one directory with model, index, calibration and a checksummed manifest")
-    e.add_argument("model", metavar="MODEL")
-    e.add_argument("index", metavar="INDEX")
+
+def export_arguments(e: argparse.ArgumentParser) -> None:
+    add_model_argument(e)
+    add_index_argument(e, "the index MODEL built")
     add_output_dir_option(e, "BUNDLE", "bundle", help="folder for the bundle (new, or an earlier bundle)")
     e.add_argument("--untrusted", action="store_true",
                    help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
@@ -169,7 +188,11 @@ def unknown_distance(args: argparse.Namespace, model, index) -> float | None:
     if value == "auto":
         value = f"q{AUTO_UNKNOWN_QUANTILE}"
     if value == "calibrated":
-        from ..retrieval.calibration import Calibration, check_calibration, find_calibration
+        from ..retrieval.calibration import (
+            Calibration,
+            check_calibration,
+            find_calibration,
+        )
 
         calibration = find_calibration(args.model, model)
         if calibration is None and "calibration" in index.info:

@@ -1,0 +1,123 @@
+"""The `siamese index` group: build, add, info and remove here; train/merge (shards.py) and rebuild
+(verify.py) join the group from their own modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from .options import (
+    add_data_argument,
+    add_data_options,
+    add_index_argument,
+    add_index_open_options,
+    add_model_argument,
+    add_output_dir_option,
+    load_model_argument,
+    source_options,
+)
+
+
+def register(sub) -> None:
+    """Add `siamese index ACTION` to the `siamese` parser."""
+    from . import shards as cli_shards
+    from .verify import add_rebuild_parser
+
+    p = sub.add_parser("index", help="build, extend or describe a FAISS index of embeddings")
+    index_sub = sub.nested(p.add_subparsers(dest="index_command", required=True, metavar="ACTION"))
+    index_sub.add_parser("build", cmd_index_build, index_build_arguments, help="embed DATA with MODEL into a new index")
+    index_sub.add_parser("add", cmd_index_add, index_add_arguments,
+                         help="append DATA's items to an index (ids continue)")
+    index_sub.add_parser("info", cmd_index_info, index_info_arguments, help="describe an index")
+    cli_shards.register(index_sub)
+    add_rebuild_parser(index_sub)
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from ..retrieval.calibration import find_calibration
+    from ..retrieval.indexing import build_index
+
+    if args.shard or args.template:
+        from .shards import cmd_index_build_shard
+
+        return cmd_index_build_shard(args)
+    model = load_model_argument(args.model)
+    index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
+                        progress=not args.quiet, calibration=find_calibration(args.model, model),
+                        **source_options(args))
+    index.info = {**index.info, "source": _source_record(args.data)}
+    index.save(args.out, overwrite=args.overwrite)
+    print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
+          f"{sum(label is not None for label in index.labels_for_ids(index.ids))} labelled) -> {args.out}")
+    return 0
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    from ..retrieval.indexing import add_to_saved_index
+
+    model = load_model_argument(args.model)
+    index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
+                                      labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
+                                      **source_options(args))
+    print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
+    return 0
+
+
+def cmd_index_info(args: argparse.Namespace) -> int:
+    from index import VectorIndex
+
+    index = VectorIndex.load(args.index, untrusted=args.untrusted)
+    labels = index.labels_for_ids(index.ids)
+    counts = Counter(label for label in labels if label is not None)
+    record = {"path": args.index, "count": len(index), "dim": index.dim, "metric": index.metric,
+              "kind": index.kind, "model_fingerprint": index.model_fingerprint,
+              "labelled": int(sum(counts.values())), "classes": dict(sorted(counts.items())), **index.info}
+    if args.json:
+        print(json.dumps(record, default=str))
+    else:
+        for key, value in record.items():
+            print(f"{key:>18}: {value}")
+    return 0
+
+
+def _source_record(source: str) -> str:
+    path = Path(source)
+    return str(path.resolve()) if path.exists() else source
+
+
+
+def index_build_arguments(b: argparse.ArgumentParser) -> None:
+    from index.kinds import KINDS
+
+    from ..models.model_input import CHUNK_ITEMS
+    from .shards import add_shard_options
+
+    add_model_argument(b, "the model that embeds DATA")
+    add_data_argument(b, "the items to index")
+    add_output_dir_option(b, "INDEX", "index", help="folder for the index (new, or an earlier index)")
+    b.add_argument("--kind", choices=("auto", *KINDS), default="auto",
+                   help="faiss structure; auto: flat, hnsw or ivf by the number of items")
+    b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
+    b.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
+    add_shard_options(b)
+    add_data_options(b)
+
+
+def index_add_arguments(a: argparse.ArgumentParser) -> None:
+    from ..models.model_input import CHUNK_ITEMS
+
+    add_index_argument(a, "the index to extend (written by siamese index build)")
+    add_model_argument(a, "the model that built INDEX")
+    add_data_argument(a, "the items to add")
+    a.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
+    a.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
+    add_index_open_options(a)
+    add_data_options(a)
+
+
+def index_info_arguments(i: argparse.ArgumentParser) -> None:
+    add_index_argument(i)
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.add_argument("--untrusted", action="store_true", help="rebuild from vectors.npy, never parse the faiss file")
