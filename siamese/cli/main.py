@@ -44,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     max_threads = 4 * (os.cpu_count() or 1)
     if args.threads is not None and not 1 <= args.threads <= max_threads:
         parser.error(f"--threads must be between 1 and {max_threads} (4x this machine's CPUs), got {args.threads}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,  # notes read as the CLI's own
+                        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "siamese: %(message)s")
     if args.threads:
         import faiss
         import torch

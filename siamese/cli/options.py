@@ -90,16 +90,24 @@ class Subcommands:
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
+    from ..data.limits import MAX_PIXELS
+    from ..data.preprocessing import DEFAULT_RESIZE, MAX_DEFAULT_SIDE, RESIZE_MODES
+
     group = parser.add_argument_group("data")
-    group.add_argument("--image-size", type=int, nargs="+", metavar="N", help="resize images to N (or H W)")
-    group.add_argument("--channels", type=int, choices=(1, 3), help="force grayscale (1) or RGB (3)")
+    group.add_argument("--image-size", type=int, nargs="+", metavar="N",
+                       help="resize images to N x N (or H W); default: a model's own size, else the images' size "
+                       f"(mixed sizes: their median shorter side, at most {MAX_DEFAULT_SIDE})")
+    group.add_argument("--resize", choices=RESIZE_MODES,
+                       help=f"how images reach that size: stretch, or crop (keep the aspect ratio, cut the centre); "
+                       f"default: a model's own, else {DEFAULT_RESIZE}")
+    group.add_argument("--channels", type=int, choices=(1, 3),
+                       help="force grayscale (1) or RGB (3); default: a model's own, else RGB if any image has colour")
     group.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                        help="unreadable images: fail naming the file (default) or skip them with a warning")
     group.add_argument("--root", help="dataset root for torchvision:NAME sources")
     group.add_argument("--download", action="store_true", help="let torchvision:NAME download the dataset")
     group.add_argument("--skip", type=int, default=0, help="leave out the first N items (before --limit)")
     group.add_argument("--limit", type=int, help="use only N items (after --skip)")
-    from ..data.limits import MAX_PIXELS
 
     group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                        help="refuse images of more than N pixels before decoding them")
@@ -166,19 +174,15 @@ def data_kwargs(args: argparse.Namespace, model=None) -> dict:
     kwargs = {
         "image_size": (size[0] if len(size) == 1 else tuple(size[:2])) if size else None,
         "channels": args.channels,
+        "resize": args.resize,
         "on_error": args.on_error,
         "root": args.root,
         "download": args.download,
         "limit": None if args.limit is None else args.skip + args.limit,
         "max_pixels": args.max_pixels,
     }
-    if model is not None:
-        from ..models.model_input import model_normalization
-
-        shape = model.network.input_shape
-        kwargs["normalization"] = model_normalization(model)
-        if len(shape) == 3:  # grey <-> RGB follows the model; sizes must match (or pass --image-size)
-            kwargs["channels"] = kwargs["channels"] or shape[0]
+    if model is not None:  # the model's own input pipeline; flags given explicitly override its parts
+        kwargs["preprocessing"] = model.preprocessing
     return kwargs
 
 

@@ -14,6 +14,7 @@ import torch
 from ..errors import SiameseError
 from .labels import check_known_keys, label_str
 from .normalization import Normalization
+from .preprocessing import DEFAULT_RESIZE, Preprocessing
 
 _INT = re.compile(r"^[+-]?\d+$")
 
@@ -27,6 +28,7 @@ class ItemSet:
     labels: list[str | None] | None
     normalization: Normalization
     source: str
+    resize: str = DEFAULT_RESIZE  # how images were brought to their size (see preprocessing.py)
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.float32 or self.x.ndim < 2:
@@ -47,6 +49,11 @@ class ItemSet:
     @property
     def item_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The pipeline that made these items: what a model trained on them records and applies later."""
+        return Preprocessing.for_input(self.item_shape, self.normalization, self.resize)
 
     @property
     def is_image(self) -> bool:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchvision.transforms.v2 import functional as TF
 
 from ..errors import SiameseError
 from . import sources
@@ -22,12 +21,14 @@ from .item_set import ItemSet, check_unique_keys
 from .labels import check_known_keys, read_labels_csv
 from .limits import MAX_PIXELS
 from .normalization import Normalization
+from .preprocessing import DEFAULT_RESIZE, Preprocessing, check_resize, resize_images
 from .sources import open_reader as _open_reader
 from .sources.arrays import RowKeys
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Normalization", "ItemSet", "ItemChunks", "load_items", "iter_item_chunks", "read_labels_csv", "describe_source"]
+__all__ = ["Normalization", "Preprocessing", "ItemSet", "ItemChunks", "load_items", "iter_item_chunks", "read_labels_csv",
+           "describe_source"]
 
 
 def describe_source(source: Any) -> str:
@@ -102,29 +103,32 @@ class _Plan:
     shape: tuple[int, ...]
     channels: int | None
     size: tuple[int, int] | None
+    resize: str
 
     def chunk(self, start: int, stop: int) -> ItemSet:
         x, kept = self.reader.read(start, stop)
         if x.ndim == 4 and tuple(x.shape[1:]) != self.shape:
             x = sources.to_channels(x, self.channels)
-            if self.size is not None and tuple(x.shape[-2:]) != self.size:
-                x = TF.resize(x, list(self.size), antialias=True)
+            if self.size is not None:
+                x = resize_images(x, self.size, self.resize)
         keys = _take(self.reader.keys, kept)
         labels = None if self.reader.labels is None else [self.reader.labels[i] for i in kept.tolist()]
         x = self.normalization.apply(x).contiguous()
-        return ItemSet(x, keys, labels, self.normalization, self.reader.description)
+        return ItemSet(x, keys, labels, self.normalization, self.reader.description, self.resize)
 
 
 def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, normalization: Any, on_error: str,
-          root: str | Path | None, download: bool, split: str | None, limit: int | None, max_pixels: int) -> _Plan:
+          root: str | Path | None, download: bool, split: str | None, limit: int | None, max_pixels: int,
+          resize: str) -> _Plan:
+    check_resize(resize)
     if on_error not in ("raise", "skip"):
-        raise SiameseError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
+        raise SiameseError(f"--on-error {on_error!r}: expected raise or skip")
     if channels not in (None, 1, 3):
-        raise SiameseError(f"channels={channels!r}; expected 1 (grayscale), 3 (RGB) or None (infer)")
+        raise SiameseError(f"--channels {channels!r}: expected 1 (grayscale) or 3 (RGB); leave it out to infer")
     if split not in (None, "train", "test"):
         raise SiameseError(f"split={split!r}; expected 'train', 'test' or None (both)")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
-        raise SiameseError(f"limit={limit!r}; expected a positive int or None")
+        raise SiameseError(f"--limit {limit!r}: expected a positive number of items")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
         raise SiameseError(f"max_pixels={max_pixels!r} (--max-pixels); expected a positive number of pixels")
     if isinstance(normalization, Mapping):
@@ -137,16 +141,16 @@ def _plan(source: Any, labels: Any, image_size: Any, channels: int | None, norma
         reader.limit(int(limit))
     if not isinstance(reader.keys, RowKeys):  # row numbers are unique by construction
         check_unique_keys(reader.keys, reader.description)
-    reader.prepare(channels, size, on_error)
+    reader.prepare(channels, size, on_error, resize)
     shape = _target_shape(reader.item_shape, channels, size, reader.description)
     if normalization is None:
         fixed = reader.fixed_norm
         normalization = Normalization(*fixed) if fixed else _infer_normalization(*reader.value_range())
-    return _Plan(reader, normalization, shape, channels, size)
+    return _Plan(reader, normalization, shape, channels, size, resize)
 
 
 def _reuse(items: ItemSet, labels: Any, image_size: Any, channels: int | None, normalization: Any,
-           limit: int | None) -> ItemSet:
+           limit: int | None, resize: str) -> ItemSet:
     """An existing ItemSet, trimmed/relabelled/reshaped and re-normalised only where asked."""
     if limit is not None:
         items = items.subset(np.arange(min(int(limit), len(items))))
@@ -164,10 +168,31 @@ def _reuse(items: ItemSet, labels: Any, image_size: Any, channels: int | None, n
         x = normalization.apply(items.normalization.invert(x))
     if shape != items.item_shape:  # resizing and gray/RGB are affine-safe in normalised space
         x = sources.to_channels(x, channels)
-        x = TF.resize(x, list(shape[1:]), antialias=True) if tuple(x.shape[-2:]) != shape[1:] else x
+        x = resize_images(x, shape[1:], check_resize(resize))
     if x is items.x:
         return items
-    return replace(items, x=x.contiguous(), normalization=normalization or items.normalization)
+    resized = shape[1:] != items.item_shape[1:]
+    return replace(items, x=x.contiguous(), normalization=normalization or items.normalization,
+                   resize=resize if resized else items.resize)
+
+
+def _pipeline(preprocessing: Preprocessing | None, image_size: Any, channels: int | None, resize: str | None,
+              normalization: Any) -> tuple[Any, int | None, str, Any]:
+    """(image_size, channels, resize, normalization): the explicit options, else the preprocessing's."""
+    if preprocessing is None:
+        return image_size, channels, resize or DEFAULT_RESIZE, normalization
+    if not isinstance(preprocessing, Preprocessing):
+        raise SiameseError(f"preprocessing must be a Preprocessing (model.preprocessing), got "
+                           f"{type(preprocessing).__name__}")
+    given = {"--image-size": (_image_size(image_size), preprocessing.image_size),
+             "--channels": (channels, preprocessing.channels), "--resize": (resize, preprocessing.resize)}
+    for flag, (value, own) in given.items():
+        if value is not None and value != own:
+            log.warning("%s %s overrides the model's %s", flag, "x".join(map(str, value)) if isinstance(value, tuple)
+                        else value, "x".join(map(str, own)) if isinstance(own, tuple) else own)
+    return (image_size if image_size is not None else preprocessing.image_size,
+            channels if channels is not None else preprocessing.channels, resize or preprocessing.resize,
+            normalization if normalization is not None else preprocessing.normalization)
 
 
 def _log_skipped(reader: sources.Reader) -> None:
@@ -193,20 +218,23 @@ class ItemChunks(Iterator[ItemSet]):
 
 
 def iter_item_chunks(source: Any, chunk_size: int, *, labels: Any = None,
-                     image_size: int | tuple[int, int] | None = None, channels: int | None = None, normalization: Normalization | Mapping | None = None,
-                     on_error: str = "raise", root: str | Path | None = None, download: bool = False,
-                     split: str | None = None, limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemChunks:
+                     image_size: int | tuple[int, int] | None = None, channels: int | None = None,
+                     normalization: Normalization | Mapping | None = None, resize: str | None = None,
+                     preprocessing: Preprocessing | None = None, on_error: str = "raise",
+                     root: str | Path | None = None, download: bool = False, split: str | None = None,
+                     limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemChunks:
     """ItemSets of <= chunk_size items in source order; memory is bounded by the chunk (files decode per chunk,
     .npy is read by range). All chunks share one Normalization, inferred up front if not given.
     Arguments are validated (and the source opened) on the call, not on the first next()."""
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise SiameseError(f"chunk_size={chunk_size!r}; expected a positive int")
+        raise SiameseError(f"--chunk-size {chunk_size!r}: expected a positive number of items")
+    image_size, channels, resize, normalization = _pipeline(preprocessing, image_size, channels, resize, normalization)
     if isinstance(source, ItemSet):
-        items = _reuse(source, labels, image_size, channels, normalization, limit)
+        items = _reuse(source, labels, image_size, channels, normalization, limit, resize)
         parts = (items.subset(np.arange(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
         return ItemChunks(parts, len(items))
     plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit,
-                 max_pixels)
+                 max_pixels, resize)
     return ItemChunks(_chunks(plan, int(chunk_size)), len(plan.reader.keys))
 
 
@@ -224,18 +252,23 @@ def _chunks(plan: _Plan, chunk_size: int) -> Iterator[ItemSet]:
 
 def load_items(source: Any, *, labels: Any = None, image_size: int | tuple[int, int] | None = None,
                channels: int | None = None, normalization: Normalization | Mapping | None = None,
-               on_error: str = "raise", root: str | Path | None = None, download: bool = False,
-               split: str | None = None, limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemSet:
+               resize: str | None = None, preprocessing: Preprocessing | None = None, on_error: str = "raise",
+               root: str | Path | None = None, download: bool = False, split: str | None = None,
+               limit: int | None = None, max_pixels: int = MAX_PIXELS) -> ItemSet:
     """Load a whole source into one ItemSet (see module docs for the accepted sources).
 
     labels: LABELS.csv path, {key: label} mapping, or one label per item; overrides labels from the source.
     normalization: apply this one (e.g. a trained model's) instead of the source default / inferred min-max.
+    resize: how images are brought to image_size: "stretch" (default) or "crop" (keep the aspect ratio).
+    preprocessing: a model's whole input pipeline (`model.preprocessing`): size, resize, channels and
+    normalisation at once; options given explicitly override its parts.
     max_pixels: images whose header claims more pixels are refused before they are decoded.
     """
+    image_size, channels, resize, normalization = _pipeline(preprocessing, image_size, channels, resize, normalization)
     if isinstance(source, ItemSet):
-        return _reuse(source, labels, image_size, channels, normalization, limit)
+        return _reuse(source, labels, image_size, channels, normalization, limit, resize)
     plan = _plan(source, labels, image_size, channels, normalization, on_error, root, download, split, limit,
-                 max_pixels)
+                 max_pixels, resize)
     items = plan.chunk(0, len(plan.reader.keys))
     _log_skipped(plan.reader)
     if len(items) == 0:

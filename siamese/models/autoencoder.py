@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import corrupt, parse_noise, random_affine
+from ..data.normalization import Normalization
+from ..data.preprocessing import Preprocessing
 from ..errors import SiameseError
 from .networks import NetworkConfig, build_decoder, build_encoder
 
@@ -92,6 +94,21 @@ class Autoencoder(nn.Module):
     @property
     def latent_dim(self) -> int:
         return self.network.latent_dim
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The input pipeline (size, resize policy, channels, normalisation) of the training data,
+        which every later input goes through: `load_items(src, preprocessing=model.preprocessing)`."""
+        normalization = Normalization.from_dict(self.info["normalization"]) if "normalization" in self.info \
+            else Normalization()
+        recorded = self.info.get("preprocessing")
+        if recorded is None:  # models saved before 0.3 resized by stretching
+            return Preprocessing.for_input(self.network.input_shape, normalization)
+        pipeline = Preprocessing.from_dict(recorded)
+        if pipeline != Preprocessing.for_input(self.network.input_shape, normalization, pipeline.resize):
+            raise SiameseError(f"the model's preprocessing record ({pipeline.describe()}) does not match its input "
+                               f"shape {self.network.input_shape} and normalisation; the model is damaged")
+        return pipeline
 
     @property
     def metric(self) -> str:

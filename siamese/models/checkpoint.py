@@ -18,6 +18,7 @@ from index import safe_json
 from index.atomic import read_consistently
 
 from ..data.normalization import Normalization
+from ..data.preprocessing import Preprocessing
 from ..errors import SiameseError
 from .autoencoder import Autoencoder, AutoencoderConfig
 from .fingerprint import fingerprint, weights_digest
@@ -69,6 +70,11 @@ def _check_info(info: dict, path: Path) -> None:
             Normalization.from_dict(info["normalization"])
         except SiameseError as exc:
             raise SiameseError(f"{path} has an invalid info normalization ({str(exc)[:80]}); {_DAMAGED}") from None
+    if "preprocessing" in info:
+        try:
+            Preprocessing.from_dict(info["preprocessing"])
+        except SiameseError as exc:
+            raise SiameseError(f"{path} has an invalid info preprocessing ({str(exc)[:80]}); {_DAMAGED}") from None
     threshold = info.get("threshold", 0.0)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise SiameseError(f"{path} has info threshold {str(threshold)[:20]}, not a finite number; {_DAMAGED}")
@@ -151,6 +157,7 @@ def _load_once(directory: Path, verify: bool) -> Autoencoder:
     except RuntimeError as exc:
         raise SiameseError(f"{weights} does not match the architecture in config.json ({str(exc)[:160]})") from None
     model.eval()
+    _ = model.preprocessing  # a record that contradicts the architecture is refused here, not at first use
     if verify and fingerprint(model) != record["fingerprint"]:
         if weights_digest(model).hexdigest() == record["fingerprint"]:
             raise SiameseError(

@@ -10,7 +10,7 @@ import json
 import torch
 
 # `info` fields that change what the model computes or how its distances are read (fingerprinted)
-BEHAVIOUR_INFO = ("metric", "normalization", "threshold")
+BEHAVIOUR_INFO = ("metric", "normalization", "preprocessing", "threshold")
 
 
 def fingerprint(model: torch.nn.Module) -> str:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..data.preprocessing import resize_images
+from ..data.sources.image_decode import to_channels
 from ..errors import SiameseError
 
 if TYPE_CHECKING:
@@ -15,9 +17,7 @@ if TYPE_CHECKING:
 
 def model_normalization(model):
     """The Normalization the model was trained with (identity if none was recorded)."""
-    from ..data.loading import Normalization
-
-    return Normalization.from_dict(model.info["normalization"]) if "normalization" in model.info else Normalization()
+    return model.preprocessing.normalization
 
 
 def as_model_input(model, items) -> torch.Tensor:
@@ -32,9 +32,11 @@ def as_model_input(model, items) -> torch.Tensor:
     expected = tuple(model.network.input_shape)
     if isinstance(items, ItemSet):
         x = items.x
-        target = model_normalization(model)
-        if items.normalization != target:
-            x = target.apply(items.normalization.invert(x))
+        pipeline = model.preprocessing
+        if items.normalization != pipeline.normalization:
+            x = pipeline.normalization.apply(items.normalization.invert(x))
+        if items.is_image and pipeline.image_size is not None and tuple(x.shape[1:]) != expected:
+            x = resize_images(to_channels(x, pipeline.channels), pipeline.image_size, pipeline.resize)
     elif isinstance(items, (np.ndarray, torch.Tensor)):
         if isinstance(items, np.ndarray) and items.dtype.kind not in "biuf":
             raise SiameseError(f"items must be numeric, got dtype {items.dtype}")
@@ -72,11 +74,8 @@ def model_chunks(model, source, chunk_size: int, data_options: dict) -> ItemChun
         parts = (source.subset(range(start, min(len(source), start + chunk_size)))
                  for start in range(0, len(source), chunk_size))
         return ItemChunks(parts, len(source))
-    options = {"normalization": model_normalization(model), **data_options}
+    options = {"preprocessing": model.preprocessing, **data_options}
     skip = options.pop("skip", 0)
-    shape = model.network.input_shape
-    if len(shape) == 3:
-        options.setdefault("channels", shape[0])
     chunks = iter_item_chunks(source, chunk_size, **options)
     return ItemChunks(skip_items(chunks, skip), max(0, chunks.total - skip))
 

@@ -49,6 +49,7 @@ def pretrain(
     model = Autoencoder(config, config.network(items.item_shape))
     model.info = {
         "normalization": items.normalization.to_dict(),
+        "preprocessing": items.preprocessing.to_dict(),
         "metric": "l2",
         "pretrain": {"train": train.to_dict(), "items": len(items), "source": items.source},
     }

@@ -115,19 +115,38 @@ def test_single_image_file_formats(tmp_path: Path, ext: str) -> None:
         torch.testing.assert_close(items.x[0], expected, atol=1e-6, rtol=0)
 
 
-def test_list_of_files_and_common_size(tmp_path: Path) -> None:
+def test_list_of_files_and_common_size(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     paths = [_img(tmp_path / "a.png", _rgb(8, 8)), _img(tmp_path / "b.png", _rgb(16, 12))]
-    _raises(lambda: load_items(paths), "mixed image sizes (8x8 in", "16x12 in", "image_size")
+    with caplog.at_level(logging.WARNING):
+        chosen = load_items(paths)
+    assert chosen.x.shape == (2, 3, 10, 10)  # the median shorter side of 8 and 12
+    assert "mixed sizes (8x8 to 16x12): resizing all to 10x10" in caplog.text and "--image-size" in caplog.text
     items = load_items([str(p) for p in paths], image_size=10)
     assert items.x.shape == (2, 3, 10, 10) and items.keys == [p.as_posix() for p in paths]
     assert load_items(paths, image_size=(4, 6), channels=1).x.shape == (2, 1, 4, 6)
     assert float(items.x.min()) >= 0 and float(items.x.max()) <= 1
 
 
-def test_mixed_sizes_in_folder_names_both_files(tmp_path: Path) -> None:
-    _img(tmp_path / "a.png", _gray(28, 28))
-    _img(tmp_path / "b.png", _gray(32, 32))
-    _raises(lambda: load_items(tmp_path), "mixed image sizes (28x28 in a.png, 32x32 in b.png)", "--image-size")
+@pytest.mark.parametrize("sizes, side", [([(28, 28), (32, 32)], 30), ([(37, 52), (1000, 750), (300, 400)], 64),
+                                         ([(20, 90), (90, 20), (40, 40)], 20)])
+def test_mixed_sizes_in_folder_get_a_default_size(tmp_path: Path, sizes, side, caplog) -> None:
+    for i, (h, w) in enumerate(sizes):
+        _img(tmp_path / f"{i}.png", _gray(h, w))
+    with caplog.at_level(logging.WARNING):
+        items = load_items(tmp_path)
+    assert items.x.shape == (len(sizes), 1, side, side)
+    assert caplog.text.count(f"resizing all to {side}x{side}") == 1
+
+
+@pytest.mark.parametrize("resize", ["stretch", "crop"])
+def test_resize_policy_keeps_or_crops_the_aspect_ratio(tmp_path: Path, resize) -> None:
+    wide = np.zeros((8, 16), dtype=np.uint8)
+    wide[:, 4:12] = 255  # a white centre band half as wide as the image
+    path = _img(tmp_path / "wide.png", wide)
+    items = load_items([path], image_size=8, resize=resize)
+    assert items.preprocessing.resize == resize and items.x.shape == (1, 1, 8, 8)
+    centre_share = float(items.x.mean())
+    assert centre_share == pytest.approx(1.0 if resize == "crop" else 0.5, abs=0.08)
 
 
 def test_corrupt_image_raise_or_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -136,7 +155,7 @@ def test_corrupt_image_raise_or_skip(tmp_path: Path, caplog: pytest.LogCaptureFi
     (tmp_path / "b.png").write_bytes(b"\x89PNG not really")
     trunc = (tmp_path / "a.png").read_bytes()
     (tmp_path / "e.png").write_bytes(trunc[: len(trunc) // 2])  # header fine, pixels cut off
-    _raises(lambda: load_items(tmp_path), "b.png", "on_error='skip'")
+    _raises(lambda: load_items(tmp_path), "b.png", "--on-error skip")
     _raises(lambda: load_items(tmp_path, channels=1, image_size=6), "b.png")  # no header pass: decode fails
     with caplog.at_level(logging.WARNING, logger="siamese.data.loading"):
         items = load_items(tmp_path, on_error="skip")
@@ -340,10 +359,10 @@ BAD_INPUTS = {  # case: (call given the tmp folder, fragments the message must c
     "unknown sklearn": (lambda t: load_items("sklearn:iris"), ["sklearn:digits"]),
     "split on folder": (lambda t: load_items(t / "empty", split="train"), ["split"]),
     "vector image_size": (lambda t: load_items(V, image_size=4), ["image_size"]),
-    "bad channels": (lambda t: load_items(V, channels=2), ["channels=2"]),
-    "bad on_error": (lambda t: load_items(V, on_error="ignore"), ["on_error"]),
+    "bad channels": (lambda t: load_items(V, channels=2), ["--channels 2"]),
+    "bad on_error": (lambda t: load_items(V, on_error="ignore"), ["--on-error"]),
     "bad labels csv": (lambda t: read_labels_csv(t / "nan.csv"), ["key,label"]),
-    "bad chunk size": (lambda t: list(iter_item_chunks(V, 0)), ["chunk_size"]),
+    "bad chunk size": (lambda t: list(iter_item_chunks(V, 0)), ["--chunk-size"]),
 }
 
 

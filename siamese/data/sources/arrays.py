@@ -26,6 +26,7 @@ import torch
 from ...errors import SiameseError, reason
 from ..labels import labels_to_strings
 from ..limits import MAX_FIELD_CHARS, MAX_INFLATED_BYTES
+from ..preprocessing import DEFAULT_RESIZE
 from .reader import Reader
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ class ArrayReader(Reader):
                                "missing); the file is truncated, save it again with np.save")
         return out
 
-    def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str) -> None:
+    def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str,
+                resize: str = DEFAULT_RESIZE) -> None:
         """One pass over the (limited) data: reject NaN/inf and record min/max for normalisation."""
         lo, hi, bad, bad_rows, first = np.inf, -np.inf, 0, 0, None
         offset = 0

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from ...errors import SiameseError, reason
 from ..limits import MAX_PIXELS
-from .image_decode import IMAGE_EXTENSIONS, decode_image_file, peek_image, quiet_torchvision
+from ..preprocessing import DEFAULT_RESIZE, default_image_size, resize_images
+from .image_decode import (
+    IMAGE_EXTENSIONS,
+    decode_image_file,
+    peek_image,
+    quiet_torchvision,
+)
 from .reader import Reader
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,7 @@ class ImageFilesReader(Reader):
         self.paths, self.keys, self.labels, self.description = paths, keys, labels, description
         self.max_pixels = max_pixels
         self.channels, self.size, self.on_error, self.skipped = 3, (0, 0), "raise", []
+        self.resize = DEFAULT_RESIZE
 
     def limit(self, n: int) -> None:
         super().limit(n)
@@ -39,15 +45,17 @@ class ImageFilesReader(Reader):
             if isinstance(exc, SiameseError):  # our own refusal names the file and what to do
                 raise exc
             raise SiameseError(f"cannot read image {self.paths[i]}: {reason(exc)}; fix or delete it, "
-                               "or pass --on-error skip (on_error='skip') to skip unreadable images") from exc
+                               "or pass --on-error skip to skip unreadable images") from exc
         log.debug("skipping unreadable image %s: %s", self.paths[i], reason(exc))
         self.skipped.append((self.keys[i], reason(exc)))
 
-    def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str) -> None:
-        """Read headers only when channels or size must be inferred; drops unreadable files if on_error='skip'."""
-        self.on_error = on_error
+    def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str,
+                resize: str = DEFAULT_RESIZE) -> None:
+        """Read headers only when channels or size must be inferred; drops unreadable files with
+        --on-error skip. A folder of mixed sizes gets a default size (default_image_size), said in one line."""
+        self.on_error, self.resize = on_error, resize
         if channels is None or image_size is None:
-            grays, sizes, keep = [], {}, []
+            grays, sizes, keep = [], [], []
             for i, path in enumerate(self.paths):
                 try:
                     gray, size = peek_image(path, self.max_pixels)
@@ -55,7 +63,7 @@ class ImageFilesReader(Reader):
                     self._bad(i, exc)
                     continue
                 grays.append(gray)
-                sizes.setdefault(size, self.keys[i])
+                sizes.append(size)
                 keep.append(i)
             if not keep:
                 raise SiameseError(f"no readable images in {self.description} "
@@ -64,12 +72,15 @@ class ImageFilesReader(Reader):
                 self.paths = [self.paths[i] for i in keep]
                 self.keys = [self.keys[i] for i in keep]
                 self.labels = None if self.labels is None else [self.labels[i] for i in keep]
-            if image_size is None and len(sizes) > 1:
-                (s1, k1), (s2, k2) = list(sizes.items())[:2]
-                raise SiameseError(f"mixed image sizes ({s1[0]}x{s1[1]} in {k1}, {s2[0]}x{s2[1]} in {k2}); "
-                                   "pass image_size=... / --image-size")
             channels = channels or (1 if all(grays) else 3)
-            image_size = image_size or next(iter(sizes))
+            if image_size is None:
+                image_size = sizes[0]
+                if len(set(sizes)) > 1:
+                    image_size = default_image_size(sizes)
+                    smallest, largest = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
+                    log.warning("%s holds images of mixed sizes (%dx%d to %dx%d): resizing all to %dx%d (%s); "
+                                "choose with --image-size", self.description, *smallest, *largest, *image_size,
+                                resize)
         self.channels, self.size = channels, image_size
 
     @property
@@ -86,9 +97,7 @@ class ImageFilesReader(Reader):
                 except Exception as exc:  # corrupt/truncated/unsupported content
                     self._bad(i, exc)
                     continue
-                if tuple(img.shape[-2:]) != self.size:
-                    img = TF.resize(img, list(self.size), antialias=True)
-                out[len(kept)] = img
+                out[len(kept)] = resize_images(img, self.size, self.resize)
                 kept.append(i)
         return out[: len(kept)], np.asarray(kept, dtype=np.int64)
 
@@ -115,6 +124,8 @@ def image_files_reader(paths: Sequence[str | Path], max_pixels: int = MAX_PIXELS
     if not out:
         raise SiameseError("empty list of image files; pass at least one image path")
     for p in out:
+        if p.is_dir():
+            raise SiameseError(f"{p} is a folder, not an image file; pass the images in it (e.g. {p / '*.png'})")
         if not p.is_file():
             raise SiameseError(f"image file not found: {p}; check the path")
         if p.suffix.lower() not in IMAGE_EXTENSIONS:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..preprocessing import DEFAULT_RESIZE
+
 
 class Reader:
     """n items with keys and optional labels; read(start, stop) returns raw values and the positions kept."""
@@ -23,7 +25,8 @@ class Reader:
         self.keys = self.keys[:n]
         self.labels = None if self.labels is None else self.labels[:n]
 
-    def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str) -> None:
+    def prepare(self, channels: int | None, image_size: tuple[int, int] | None, on_error: str,
+                resize: str = DEFAULT_RESIZE) -> None:
         """Validate and settle the item shape before any chunk is read."""
 
     @property
