@@ -207,6 +207,9 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
         names = [_storage.FAISS_FILE, _storage.META_FILE, _storage.IVFDATA_FILE]
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         info = {k: v for k, v in first["info"].items() if k != SHARD}
+        ranges = [r for _, m in found for r in _list(m["info"].get("sources"))]  # where each shard's items came from
+        if ranges:
+            info["sources"] = ranges
         manifest = {
             **{k: first[k] for k in ("format", "format_version", "dim", "metric", "kind", "params",
                                      "model_fingerprint")},
@@ -223,3 +226,6 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
     logger.info("merged %d items from %d shards into %s", count, len(found), out)
     return out
 
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []

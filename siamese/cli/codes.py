@@ -72,7 +72,8 @@ def embed_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p, "the items to encode")
     add_output_file_option(p, "--out", "Z.npz", SUFFIXES, help="a .npz or .npy file", required=True)
     p.add_argument("--dtype", default="float32", metavar="|".join(DTYPES), help="code precision (int8: .npz only)")
-    p.add_argument("--chunk", type=int, default=CHUNK_ITEMS, metavar="N", help="items embedded at a time (bounds memory)")
+    p.add_argument("--chunk", type=int, default=CHUNK_ITEMS, metavar="N",
+                   help="items embedded at a time (bounds memory)")
     add_data_options(p)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from pathlib import Path
 
 from .options import (
     add_data_argument,
@@ -44,11 +43,12 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
         return cmd_index_build_shard(args)
     model = load_model_argument(args.model)
-    index = build_index(model, args.data, kind=args.kind, labels=args.labels, chunk_size=args.chunk_size,
+    labels = label_match(args)
+    index = build_index(model, args.data, kind=args.kind, labels=labels, chunk_size=args.chunk_size,
                         progress=not args.quiet, calibration=find_calibration(args.model, model),
                         **source_options(args))
-    index.info = {**index.info, "source": _source_record(args.data)}
     index.save(args.out, overwrite=args.overwrite)
+    print_label_match(labels, args)
     print(f"indexed {len(index)} items ({index.kind}, dim {index.dim}, metric {index.metric}, "
           f"{sum(label is not None for label in index.labels_for_ids(index.ids))} labelled) -> {args.out}")
     return 0
@@ -58,11 +58,26 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     from ..retrieval.indexing import add_to_saved_index
 
     model = load_model_argument(args.model)
+    labels = label_match(args)
     index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
-                                      labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
+                                      labels=labels, chunk_size=args.chunk_size, progress=not args.quiet,
                                       **source_options(args))
+    print_label_match(labels, args)
     print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
     return 0
+
+
+def label_match(args: argparse.Namespace):
+    """--labels LABELS.csv read into a LabelMatch (it counts what it labels), or None."""
+    from ..retrieval.label_match import LabelMatch
+
+    return LabelMatch.of(args.labels)
+
+
+def print_label_match(labels, args: argparse.Namespace) -> None:
+    """What --labels did: how many matched, unknown keys, labels of DATA it replaced."""
+    for line in labels.report(f"--labels {args.labels}") if labels is not None else ():
+        print(line)
 
 
 def cmd_index_info(args: argparse.Namespace) -> int:
@@ -80,12 +95,6 @@ def cmd_index_info(args: argparse.Namespace) -> int:
         for key, value in record.items():
             print(f"{key:>18}: {value}")
     return 0
-
-
-def _source_record(source: str) -> str:
-    path = Path(source)
-    return str(path.resolve()) if path.exists() else source
-
 
 
 def index_build_arguments(b: argparse.ArgumentParser) -> None:

@@ -31,21 +31,12 @@ def _index_for(path: str, model, args: argparse.Namespace):
     return open_index(path, model, force=args.force, untrusted=args.untrusted)
 
 
-def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray | None:
-    """Images of indexed items for plots, read back from the source recorded in the index."""
-    from ..data.loading import load_items
+def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray:
+    """Images of indexed items (any shape of keys, None = blank) for plots, each read back from the
+    source it was indexed from."""
+    from ..retrieval.item_sources import item_arrays
 
-    source = index.info.get("source")
-    if not source:
-        return None
-    options = {**data_kwargs(args, model), "limit": None}
-    flat = [str(k) for k in keys.ravel()]
-    if Path(source).is_dir():
-        items = load_items([str(Path(source) / k) for k in flat], **options)
-        return items.x.numpy().reshape(*keys.shape, *items.item_shape)
-    items = load_items(source, **options)
-    position = {key: i for i, key in enumerate(items.keys)}
-    return items.x[[position[k] for k in flat]].numpy().reshape(*keys.shape, *items.item_shape)
+    return item_arrays(index, keys, **data_kwargs(args, model))
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -86,12 +77,11 @@ def cmd_query(args: argparse.Namespace) -> int:
         from ..plots import plot_neighbors
 
         neighbours = _items_by_keys(index, keys, model, args)
-        if neighbours is None:
-            raise SiameseError("this index does not record where its items came from; cannot plot them")
         if query_x is None:
             query_x = _items_by_keys(index, np.asarray(names, dtype=object)[:, None], model, args)[:, 0]
+        what = "query" if len(names) == 1 else "queries"
         plot_neighbors(query_x, neighbours, args.plot, distances=distances, neighbor_labels=labels,
-                       title=f"{len(names)} queries and their {args.k} nearest items")
+                       title=f"{len(names)} {what} and their {args.k} nearest items")
         print(f"wrote {args.plot}")
     return 0
 
@@ -201,8 +191,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
             queries = items.subset(range(min(args.n, len(items))))
             hits = index.search(embed(model, queries), args.k)
             neighbours = _items_by_keys(index, hits.keys, model, args)
-            if neighbours is None:
-                raise SiameseError("this index does not record where its items came from; cannot plot them")
             path = plots.plot_neighbors(queries.x.numpy(), neighbours, args.out, distances=hits.distances,
                                         neighbor_labels=hits.labels, query_labels=queries.labels)
     print(f"wrote {path}")

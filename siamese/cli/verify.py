@@ -241,19 +241,8 @@ def open_set_labels(args: argparse.Namespace, model, index, classifier, items, z
     return np.asarray(result.labels, dtype=object)
 
 
-def _indexed_items(args: argparse.Namespace, model, index):
-    """The indexed items, read back from the source recorded at `index build`."""
-    import numpy as np
+def _indexed_items(args: argparse.Namespace, model, index) -> list:
+    """The indexed items, one ItemSet per source they were indexed from (build and add record them)."""
+    from ..retrieval.item_sources import indexed_item_sets
 
-    from ..data.loading import load_items
-
-    source = index.info.get("source")
-    if not source:
-        raise SiameseError("--unknown-recon-quantile needs the indexed items, but this index does not record "
-                       "its source; build it with `siamese index build`")
-    items = load_items(source, **{**data_kwargs(args, model), "limit": None})
-    indexed = set(index.keys_for_ids(index.ids).tolist())
-    keep = np.array([key in indexed for key in items.keys], dtype=bool)
-    if not keep.any():
-        raise SiameseError(f"none of the indexed items are in {source} any more; cannot compute the quantile")
-    return items.subset(np.flatnonzero(keep))
+    return indexed_item_sets(index, **data_kwargs(args, model))

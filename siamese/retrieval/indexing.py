@@ -22,6 +22,8 @@ from ..inference.embed import embed
 from ..memory import release_freed_memory
 from ..models.autoencoder import Autoencoder
 from ..models.model_input import CHUNK_ITEMS, model_chunks
+from .item_sources import record_source, renumbered_sources, source_record
+from .label_match import LabelMatch
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +41,14 @@ def model_summary(model: Autoencoder) -> dict[str, Any]:
     }
 
 
-def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progress: bool, done: int = 0) -> int:
+def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels: LabelMatch | None, progress: bool,
+                done: int = 0) -> int:
     """Embed and add every chunk; returns the number of items added."""
     added = 0
     bar = tqdm(desc="embed + index", unit="item", initial=done, disable=None if progress else True, leave=False)
     for chunk in chunks:
         if labels is not None:
-            chunk = chunk.with_labels(labels, strict=False)
+            chunk = labels.apply(chunk)
         release_freed_memory()  # the read's temporaries, so resident memory tracks the index alone
         vectors = embed(model, chunk)
         release_freed_memory()
@@ -58,33 +61,27 @@ def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels, progr
     return added
 
 
-def _labels_mapping(labels):
-    if isinstance(labels, (str, Path)):
-        from ..data.loading import read_labels_csv
-
-        return read_labels_csv(labels)
-    return labels
-
-
 def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = CHUNK_ITEMS,
                 progress: bool = False, memory_budget_bytes: int | None = None, calibration=None,
                 **data_options) -> VectorIndex:
     """Embed every item of `source` (ItemSet or any load_items source) into a new index.
 
-    labels: optional {key: label} mapping (e.g. from LABELS.csv) that overrides the source's own.
+    labels: optional {key: label} mapping, LABELS.csv path or LabelMatch that replaces the source's own
+    labels (pass a LabelMatch to learn afterwards what matched).
+    The source, when named (a path or dataset name), is recorded in info["sources"] (item_sources.py).
     calibration: the model's same/different Calibration (or its model directory), kept in the
     index's info["calibration"] so the threshold travels with the index.
     IVF kinds are trained on the first chunk, so make chunk_size comfortably larger than the
     number of IVF lists (the default CHUNK_ITEMS is).
     """
     info = {"model": model_summary(model), **_calibration_info(model, calibration)}
-    labels = _labels_mapping(labels)
+    labels = LabelMatch.of(labels)
     chunks = model_chunks(model, source, chunk_size, data_options)
     first = next(chunks, None)
     if first is None:
         raise SiameseError("no items to index: the data source is empty")
     if labels is not None:
-        first = first.with_labels(labels, strict=False)
+        first = labels.apply(first)
     index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
                               kind=kind, model_fingerprint=model.fingerprint(),
                               memory_budget_bytes=memory_budget_bytes, info=info)
@@ -92,6 +89,7 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
     done = len(first)
     del first  # not kept alive for the rest of the build
     _add_chunks(index, model, chunks, labels=labels, progress=progress, done=done)
+    record_source(index, source, 0, index.next_id)
     return index
 
 
@@ -145,6 +143,11 @@ def _rebuild_locked(path: str | Path, model: Autoencoder, source, *, calibration
                            "give the DATA the index was built from")
     info = {k: v for k, v in old.info.items() if k != "calibration"}
     info.update({"model": model_summary(model), **_calibration_info(model, calibration)})
+    record = source_record(source)
+    if record is not None:  # it holds every indexed key: the one source from now on
+        info.update({"source": record, "sources": [{"source": record, "first_id": 0, "last_id": len(keys) - 1}]})
+    elif "sources" in info:  # ids become 0..n-1 in the same order
+        info["sources"] = renumbered_sources(info, ids)
     params = old.params
     index = VectorIndex.build(vectors, keys=keys, labels=list(old.labels_for_ids(ids)), attrs=old.attrs_for_ids(ids),
                               metric=model.metric, kind=old.kind, model_fingerprint=model.fingerprint(), info=info,
@@ -156,12 +159,15 @@ def _rebuild_locked(path: str | Path, model: Autoencoder, source, *, calibration
 
 def add_items(index: VectorIndex, model: Autoencoder, source, *, labels=None, chunk_size: int = CHUNK_ITEMS,
               progress: bool = False, force: bool = False, **data_options) -> int:
-    """Append items to an existing index (ids continue; keys already present are refused)."""
+    """Append items to an existing index (ids continue; keys already present are refused). labels as
+    in build_index; a named source is recorded in info["sources"]."""
     index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
     chunks = model_chunks(model, source, chunk_size, data_options)
-    added = _add_chunks(index, model, chunks, labels=_labels_mapping(labels), progress=progress)
+    first_id = index.next_id
+    added = _add_chunks(index, model, chunks, labels=LabelMatch.of(labels), progress=progress)
     if added == 0:
         raise SiameseError("no items to add: the data source is empty")
+    record_source(index, source, first_id, index.next_id)
     return added
 
 

@@ -38,10 +38,13 @@ class OpenSetPrediction:
 
 
 def reconstruction_threshold(model, reference, quantile: float, *, progress: bool = False) -> float:
-    """The `quantile` (in (0, 1]) of the reconstruction errors of `reference` items (known data)."""
+    """The `quantile` (in (0, 1]) of the reconstruction errors of `reference` items (known data): an
+    ItemSet or a list of them (items indexed from several sources)."""
     if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile <= 1:
         raise SiameseError(f"the reconstruction quantile must lie in (0, 1], got {quantile!r}")
-    return float(np.quantile(reconstruction_scores(model, reference, progress=progress), quantile))
+    parts = reference if isinstance(reference, (list, tuple)) else [reference]
+    errors = np.concatenate([reconstruction_scores(model, part, progress=progress) for part in parts])
+    return float(np.quantile(errors, quantile))
 
 
 def predict_open_set(classifier, model, items, *, z: np.ndarray | None = None, recon_threshold: float | None = None,

