@@ -38,3 +38,32 @@ def test_python_quick_start_runs(tmp_path, monkeypatch):
     assert namespace["hits"].keys.shape == (1, 9)
     assert len(namespace["pred"]) == 20
     assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "items.index").is_dir()
+
+
+def test_first_hour_with_photos_runs_exactly_as_written(tmp_path, monkeypatch):
+    """The README's photo-folder path, command by command, on mixed sizes and formats."""
+    import shlex
+
+    from PIL import Image
+
+    from siamese.cli import main
+
+    block = README.split("<!-- first-hour -->", 1)[1].split("```", 2)[1]
+    commands = [shlex.split(line) for line in block.splitlines()[1:] if line.strip()]
+    assert [c[:2] for c in commands] == [["siamese", "pretrain"], ["siamese", "index"], ["siamese", "query"],
+                                         ["siamese", "plot"]]
+    rng = np.random.default_rng(0)
+    sizes, modes = [(37, 52), (500, 375), (120, 90), (64, 64)], ["L", "RGB", "RGBA", "P"]
+    for label, brightness in (("beach", 200), ("forest", 60)):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(rng.normal(brightness, 40, (*sizes[i % 4], 3)), 0, 255).astype(np.uint8)
+            suffix = ".gif" if modes[i % 4] == "P" else ".jpg" if i % 3 == 0 else ".png"
+            Image.fromarray(pixels).convert(modes[i % 4] if suffix != ".jpg" else "RGB").save(
+                tmp_path / "photos" / label / f"{i}{suffix}")
+    Image.fromarray(np.full((300, 200, 3), 190, np.uint8)).save(tmp_path / "new-photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main([*command[1:], "-q"]) == 0, command
+    for written in ("photos.model/config.json", "photos.index/manifest.json", "neighbours.png", "latent.png"):
+        assert (tmp_path / written).is_file(), written
