@@ -27,9 +27,15 @@ from ..models.autoencoder import Autoencoder
 from ..models.model_input import as_model_input
 from ..models.saving import CHECKPOINT_DIR, save_model
 from .distributed import Parallel
-from .loop import TrainConfig, fit, shuffled_batches, steps_for
+from .loop import Progress, TrainConfig, fit, shuffled_batches, steps_for
 from .pseudo_pairs import PseudoPairConfig, PseudoPairTerm
-from .stages import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
+from .stages import (
+    check_resume,
+    claim_model_output,
+    clean_reconstruction_loss,
+    split_validation,
+    training_callbacks,
+)
 
 logger = logging.getLogger(__name__)
 DISTANCES = ("cosine", "euclidean")
@@ -144,7 +150,7 @@ def finetune(
     miner=None,
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: Progress = True,
     parallel: Parallel | None = None,
     overwrite: bool = False,
 ) -> Autoencoder:
@@ -155,11 +161,14 @@ def finetune(
     labelled items per class (seeded) and treats the rest as unlabelled. `loss`/`miner` replace
     the PML objects the config would build. `parallel` as in `pretrain`: under torchrun each rank
     embeds its share of the labelled items and the loss and miner see those of all ranks.
+    `out`, `resume` and `progress` as in `pretrain`.
     """
     from ..data.loading import ItemSet
 
     if not isinstance(items, ItemSet):
         raise SiameseError("finetune needs an ItemSet; build one with siamese.load_items(...)")
+    if resume:
+        check_resume(Path(out) if out is not None else None, train.epochs)
     if (pairs is None) == (labels is None):
         raise SiameseError("give exactly one of pairs=PAIRS.csv or labels=LABELS.csv/True")
     if isinstance(pairs, (str, Path)):

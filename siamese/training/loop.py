@@ -4,6 +4,11 @@ Read top to bottom: for each epoch, draw batches from a seeded generator, take o
 with a one-cycle (or cosine/constant) learning rate and gradient clipping, measure validation
 loss, then let callbacks log, checkpoint and decide on early stopping. Every random draw goes
 through one torch.Generator whose state is checkpointed, so `resume` continues bit-exactly.
+
+Progress: on a terminal, a tqdm bar per epoch; anywhere else (a log file, a pipe) one plain line
+per epoch, because carriage-return bars are invisible or garbled there. The line goes to the
+`progress` callable when one is given (the CLI and the demo print it), else to this module's
+logger at INFO (a library prints nothing); progress=False silences both.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import csv
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol, Union
 
 import torch
 from safetensors import SafetensorError
@@ -90,6 +96,38 @@ class Callback(Protocol):
 
 BatchLoss = Callable[[nn.Module, Any, torch.Generator], "tuple[torch.Tensor, dict]"]
 Batches = Callable[[int, torch.Generator], Iterable[Any]]
+# False: silent; True: bars on a terminal, else one INFO log line per epoch; write(line): bars on a
+# terminal, else write(line) per epoch
+Progress = Union[bool, Callable[[str], None]]
+
+
+def stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+def epoch_line(description: str, state: TrainState, epochs: int) -> str:
+    """One plain progress line for the epoch just finished, e.g.
+    "pretrain denoising: epoch 3/40, train loss 17.48, val loss 17.39, 0.7 s/epoch, ~26 s to go"."""
+    record = state.history[-1]
+    seconds = [r["seconds"] for r in state.history if "seconds" in r]
+    mean = sum(seconds) / max(1, len(seconds))
+    val = f", val loss {record['val_loss']:.4g}" if "val_loss" in record else ""
+    left = epochs - state.epoch
+    to_go = f", ~{_duration(left * mean)} to go" if left > 0 and not state.stop else ""
+    return (f"{description}: epoch {state.epoch}/{epochs}, train loss {record['train_loss']:.4g}{val}, "
+            f"{seconds_text(record['seconds'])} s/epoch{to_go}")
+
+
+def seconds_text(seconds: float) -> str:
+    """0.69, 1.9, 12, 340: two significant digits below 10 s, whole seconds above."""
+    return f"{seconds:.2g}" if seconds < 10 else f"{seconds:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def fit(
@@ -102,7 +140,7 @@ def fit(
     validate: Callable[[nn.Module], float] | None = None,
     callbacks: Iterable[Callback] = (),
     resume_from: str | Path | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     description: str = "train",
     parallel: Parallel | None = None,
 ) -> TrainState:
@@ -112,6 +150,8 @@ def fit(
         given, is logged as the training loss instead of `loss` (when the differentiated value differs)
     batches(epoch, generator) -> iterable of `steps_per_epoch` batches
     validate(model) -> float, called in eval mode under no_grad
+    resume_from: a checkpoint folder to continue from (it must hold one: `resume_checkpoint`)
+    progress: False, True or write(line): see the module docstring
     parallel: data-parallel training (siamese.training.distributed); `batches` then yields this rank's
     share of each global batch and the loss runs under DistributedDataParallel
     """
@@ -119,19 +159,22 @@ def fit(
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = TrainState()
-    if resume_from is not None and has_checkpoint(resume_from):
+    shown = progress is not False and (parallel is None or parallel.is_main)
+    bars = shown and stderr_is_terminal()
+    write = progress if callable(progress) else logger.info
+    say = write if shown and not bars else logger.info
+    if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, generator)
-        logger.info("resuming after epoch %d", state.epoch)
+        say(f"{description}: resuming after epoch {state.epoch}/{config.epochs}")
     total_steps = config.epochs * steps_per_epoch
     callbacks = [c for c in callbacks if parallel is None or parallel.is_main or not getattr(c, "main_only", False)]
     step = parallel.wrap(model) if parallel is not None else None
-    progress = progress and (parallel is None or parallel.is_main)
 
     while state.epoch < config.epochs and not state.stop:
         model.train()
         started, running, parts_sum = time.perf_counter(), 0.0, {}
-        bar = tqdm(total=steps_per_epoch, desc=f"{description} {state.epoch + 1}/{config.epochs}",  # hidden off-TTY
-                   disable=None if progress else True, leave=False, dynamic_ncols=True)
+        bar = tqdm(total=steps_per_epoch, desc=f"{description} {state.epoch + 1}/{config.epochs}",
+                   disable=not bars, leave=False, dynamic_ncols=True)
         loss_generator = parallel.generator(config.seed, state.epoch) if parallel is not None else generator
         for i, batch in enumerate(batches(state.epoch, generator)):
             for group in optimizer.param_groups:
@@ -169,9 +212,11 @@ def fit(
         record["items_per_second"] = steps * config.batch_size / record["seconds"]
         state.epoch += 1
         state.history.append(record)
-        logger.info("epoch %d: %s", state.epoch, record)
         for callback in callbacks:
             callback.on_epoch_end(state, model, optimizer, generator)
+        say(epoch_line(description, state, config.epochs))
+    if state.stop and state.epoch < config.epochs:
+        say(f"{description}: stopped early after epoch {state.epoch}/{config.epochs} (no better validation loss)")
     if parallel is not None:
         parallel.unwrap(model)
     model.eval()

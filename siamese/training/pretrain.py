@@ -12,8 +12,14 @@ from ..models.autoencoder import Autoencoder, AutoencoderConfig
 from ..models.model_input import as_model_input
 from ..models.saving import CHECKPOINT_DIR, HISTORY_FILE, save_model
 from .distributed import Parallel
-from .loop import TrainConfig, fit, shuffled_batches, steps_for
-from .stages import claim_model_output, clean_reconstruction_loss, split_validation, training_callbacks
+from .loop import Progress, TrainConfig, fit, shuffled_batches, steps_for
+from .stages import (
+    check_resume,
+    claim_model_output,
+    clean_reconstruction_loss,
+    split_validation,
+    training_callbacks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +31,17 @@ def pretrain(
     *,
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: Progress = True,
     parallel: Parallel | None = None,
     overwrite: bool = False,
 ) -> Autoencoder:
     """Train an autoencoder of `config.variant` on `items` (ItemSet from `load_items`).
 
     With `out`, history.csv and a per-epoch checkpoint are written there and the final model is
-    saved there; `resume=True` continues from that checkpoint exactly (same seed and settings).
+    saved there; `resume=True` continues from that checkpoint exactly (same seed and settings), and
+    refuses a folder with no checkpoint or a finished model. progress: False (silent), True (bars
+    on a terminal, else one INFO log line per epoch) or write(line) (bars on a terminal, else one
+    line per epoch to `write`).
     parallel: data-parallel training over processes; default: the torch.distributed process
     group if one is initialised (torchrun), where rank 0 alone writes `out`. `out` must be new,
     empty or an earlier model (`overwrite=True` replaces any other folder); it is locked while
@@ -43,8 +52,8 @@ def pretrain(
     if not isinstance(items, ItemSet):
         raise SiameseError("pretrain needs an ItemSet; build one with siamese.load_items(...)")
     out = Path(out) if out is not None else None
-    if resume and out is None:
-        raise SiameseError("resume needs the output directory of the interrupted run (out=... / --out)")
+    if resume:
+        check_resume(out, train.epochs)
     torch.manual_seed(train.seed)
     model = Autoencoder(config, config.network(items.item_shape))
     model.info = {
