@@ -43,12 +43,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ..data.loading import load_items
     from ..inference.embed import embed
 
-    model = load_model_argument(args.model)
-    index = _index_for(args.index, model, args)
     if bool(args.items) == bool(args.key):
         raise SiameseError("give item files to query with, or --key KEY of an indexed item (not both)")
-    if args.k < 1:
-        raise SiameseError(f"-k must be at least 1, got {args.k}")
+    check_k(args.k)
+    model = load_model_argument(args.model)
+    index = _index_for(args.index, model, args)
+    if args.key:  # each key's own item is left out of its results
+        check_k(args.k, len(index) - 1, f"the {len(index) - 1} other items of the index (each --key item is "
+                "left out of its own neighbours)")
+    else:
+        check_k(args.k, len(index))
     if args.key:
         vectors, names, query_x = index.get(args.key), list(args.key), None
         k = args.k + 1  # the item itself comes back first
@@ -63,8 +67,8 @@ def cmd_query(args: argparse.Namespace) -> int:
                                         for a in (ids, keys, labels, distances))
     results = [{"query": name, "neighbors": [
         {"rank": r + 1, "id": int(i), "key": str(kk), "label": lab, "distance": float(d)}
-        for r, (i, kk, lab, d) in enumerate(zip(ids[q], keys[q], labels[q], distances[q]))]}
-        for q, name in enumerate(names)]
+        for r, (i, kk, lab, d) in enumerate(zip(ids[q], keys[q], labels[q], distances[q])) if i >= 0]}
+        for q, name in enumerate(names)]  # id -1: an approximate index found fewer than k
     if args.json:
         print(json.dumps(results))
     else:
@@ -72,7 +76,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             print(f"query {result['query']}:")
             for hit in result["neighbors"]:
                 label = f"  label {hit['label']}" if hit["label"] is not None else ""
-                print(f"  {hit['rank']:>3}. {hit['key']:<40} distance {hit['distance']:.4f}{label}")
+                print(f"  {hit['rank']:>3}. {hit['key']:<40} distance {hit['distance']:.4g}{label}")
     if args.plot:
         from ..plots import plot_neighbors
 
@@ -86,12 +90,23 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_k(k: int, available: int | None = None, what: str | None = None, flag: str = "-k") -> None:
+    """-k (or -n) in the user's terms: at least 1 and, given `available`, at most that many."""
+    if k < 1:
+        raise SiameseError(f"{flag} must be at least 1, got {k}")
+    if available is not None and k > available:
+        what = what or f"the index ({available} items)"
+        advice = f"give {flag} {available} or less" if available >= 1 else "there is nothing to show"
+        raise SiameseError(f"{flag} {k} is larger than {what}; {advice}")
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from index import KNNClassifier
 
     from ..inference.embed import embed
     from . import verify as cli_verify
 
+    check_k(args.k)
     model = load_model_argument(args.model)
     index = _index_for(args.index, model, args)
     items = load_data(args, args.data, model, labels=args.labels)
@@ -136,6 +151,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..inference.anomaly import score_items
 
+    check_k(args.k)
     model = load_model_argument(args.model)
     index = _index_for(args.index, model, args) if args.index else None
     items = load_data(args, args.data, model)
@@ -153,8 +169,8 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     print(f"most anomalous of {len(items)} items (reconstruction error"
           f"{' and distance to the ' + str(args.k) + ' nearest indexed items' if index else ''}):")
     for rank, i in enumerate(order[:args.top], 1):
-        knn = f"  knn distance {scores.knn_distance[i]:.4f}" if scores.knn_distance is not None else ""
-        print(f"  {rank:>3}. {scores.keys[i]:<40} reconstruction {scores.reconstruction[i]:.3f}{knn}")
+        knn = f"  knn distance {scores.knn_distance[i]:.4g}" if scores.knn_distance is not None else ""
+        print(f"  {rank:>3}. {scores.keys[i]:<40} reconstruction {scores.reconstruction[i]:.6g}{knn}")
     if args.plot:
         from ..plots import plot_score_histogram
 
@@ -169,6 +185,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .. import plots
     from ..inference.embed import embed, reconstruct
 
+    check_k(args.n, flag="-n")
+    if args.what == "neighbors":
+        check_k(args.k)
+        if not args.index:
+            raise SiameseError("`siamese plot neighbors` needs --index INDEX")
     model = load_model_argument(args.model)
     if args.what == "curves":
         path = plots.plot_curves(Path(args.model) / "history.csv", args.out)
@@ -185,9 +206,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
             subset = items.subset(range(min(args.n, len(items))))
             path = plots.plot_reconstructions(subset.x.numpy(), reconstruct(model, subset), args.out, n=args.n)
         else:
-            if not args.index:
-                raise SiameseError("`siamese plot neighbors` needs --index INDEX")
             index = _index_for(args.index, model, args)
+            check_k(args.k, len(index))
             queries = items.subset(range(min(args.n, len(items))))
             hits = index.search(embed(model, queries), args.k)
             neighbours = _items_by_keys(index, hits.keys, model, args)

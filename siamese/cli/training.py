@@ -27,10 +27,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                widths=tuple(args.widths or ()), noise=args.noise, k=args.k, beta=args.beta,
                                sparsity_weight=args.sparsity_weight, contractive_weight=args.contractive_weight,
                                augment=None if args.augment is None else args.augment == "on")
+    train = train_config(args)  # every flag checked before any data is read
     items = load_data(args, args.data)
     print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
           f"of shape {items.item_shape} from {items.source}")
-    model = pretrain(items, config, train_config(args), out=args.out, resume=args.resume, progress=not args.quiet,
+    model = pretrain(items, config, train, out=args.out, resume=args.resume, progress=not args.quiet,
                      overwrite=args.overwrite)
     print_history(Path(args.out))
     print(f"saved {args.out} (fingerprint {model.fingerprint()[:12]})")
@@ -40,16 +41,17 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from ..training.finetune import FinetuneConfig, finetune
 
-    model = load_model_argument(args.model)
-    items = load_data(args, args.data, model)
     config = FinetuneConfig(loss=args.loss, distance=args.distance, pos_margin=args.pos_margin,
                             neg_margin=args.neg_margin, miner=args.miner, metric_weight=args.metric_weight,
                             recon_weight=args.recon_weight, pseudo_pairs=pseudo_pair_config(args))
+    train = train_config(args)  # every flag checked before the model or any data is read
+    model = load_model_argument(args.model)
+    items = load_data(args, args.data, model)
     labels = args.labels
     if labels == "items":
         labels = True
     tuned = finetune(model, items, pairs=args.pairs, labels=labels, labels_per_class=args.labels_per_class,
-                     config=config, train=train_config(args), out=args.out, resume=args.resume,
+                     config=config, train=train, out=args.out, resume=args.resume,
                      progress=not args.quiet, overwrite=args.overwrite)
     record = tuned.info["finetune"]
     print_history(Path(args.out))
@@ -64,9 +66,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..retrieval.evaluate import evaluate_model
 
+    from .search import check_k
+
+    check_k(args.k)
     model = load_model_argument(args.model)
     reference = load_data(args, args.data, model, labels=args.labels)
+    _require_labels(reference, args.data, "--labels")
     queries = load_data(args, args.query, model, labels=args.query_labels) if args.query else None
+    if queries is not None:
+        _require_labels(queries, args.query, "--query-labels")
     scores = evaluate_model(model, reference, queries, k=args.k)
     if args.json:
         print(json.dumps(scores.to_dict()))
@@ -74,6 +82,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for name, value in scores.to_dict().items():
             print(f"{name:>15}: {value:.4f}")
     return 0
+
+
+def _require_labels(items, source: str, flag: str) -> None:
+    from ..errors import SiameseError
+
+    if not items.has_labels:
+        raise SiameseError(f"evaluation needs labels, but the items of {source} have none: give {flag} LABELS.csv "
+                           "(header key,label) or a folder with one sub-folder per class")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

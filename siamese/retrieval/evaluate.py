@@ -36,13 +36,17 @@ class Scores:
         return asdict(self)
 
 
-def _labelled(z: np.ndarray, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(z: np.ndarray, labels: Sequence | None) -> tuple[np.ndarray, np.ndarray]:
+    if labels is None:
+        raise SiameseError("no labelled items to evaluate against: the items have no labels; give them labels "
+                           "(load_items(..., labels=...); CLI: --labels LABELS.csv or one sub-folder per class)")
     labels = np.asarray([None if label is None else str(label) for label in labels], dtype=object)
     if len(labels) != len(z):
         raise SiameseError(f"got {len(z)} embeddings but {len(labels)} labels")
     keep = np.array([label is not None for label in labels], dtype=bool)
     if not keep.any():
-        raise SiameseError("no labelled items to evaluate against; pass labels (--labels LABELS.csv)")
+        raise SiameseError("no labelled items to evaluate against; give them labels (load_items(..., labels=...); "
+                           "CLI: --labels LABELS.csv or one sub-folder per class)")
     return np.ascontiguousarray(z[keep], dtype=np.float32), labels[keep]
 
 

@@ -133,3 +133,70 @@ def test_index_build_and_add_report_what_labels_matched(ws, capsys, tmp_path):
     assert "1 of 6 labels matched items" in out and "5 key(s) are not items" in out
     assert "replaced" not in out  # friction-extra/ has one class folder: no labels of its own
     assert VectorIndex.load(tmp_path / "index").labels_for_ids([1, 25]).tolist() == ["a", "f"]
+
+
+# -- 3. evaluation without labels ---------------------------------------------------------------
+
+
+def test_evaluate_without_labels_says_how_to_give_them(ws, capsys, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(4):
+        shutil.copy(ws / "images" / "0" / f"{i}.png", flat / f"{i}.png")
+    code, _, err = run(capsys, "evaluate", ws / "tuned", flat)
+    assert one_line_error(code, err), err
+    assert "needs labels" in err and "--labels LABELS.csv" in err and "one sub-folder per class" in err
+    code, _, err = run(capsys, "evaluate", ws / "tuned", ws / "images", "--query", flat)
+    assert one_line_error(code, err) and "--query-labels LABELS.csv" in err, err
+
+
+# -- 5. distances with significant digits -------------------------------------------------------
+
+
+def test_query_prints_small_distances_with_significant_digits(ws, capsys):
+    args = ["query", ws / "index", ws / "tuned", "--key", "0/3.png", "-k", "5"]
+    code, out, _ = run(capsys, *args, "--json")
+    distances = [h["distance"] for h in json.loads(out)[0]["neighbors"]]
+    code, out, _ = run(capsys, *args)
+    printed = [float(line.split("distance ")[1].split()[0]) for line in out.splitlines() if "distance" in line]
+    assert code == 0 and len(printed) == len(distances) == 5
+    for shown, exact in zip(printed, distances):
+        assert shown == pytest.approx(exact, rel=1e-3, abs=1e-12)  # 4 significant digits, not 4 decimals
+
+
+# -- 7. -k in the user's terms ------------------------------------------------------------------
+
+
+def test_query_k_is_checked_as_the_user_gave_it(ws, capsys):
+    code, _, err = run(capsys, "query", ws / "index", ws / "tuned", "--key", "0/3.png", "-k", "1000")
+    assert one_line_error(code, err), err
+    assert "-k 1000" in err and "23 other items" in err and "give -k 23 or less" in err and "1001" not in err
+    code, out, err = run(capsys, "query", ws / "index", ws / "tuned", "--key", "0/3.png", "-k", "23", "--json")
+    neighbours = json.loads(out)[0]["neighbors"]
+    assert code == 0 and len(neighbours) == 23 and "0/3.png" not in {h["key"] for h in neighbours}
+    code, _, err = run(capsys, "query", ws / "index", ws / "tuned", ws / "queries" / "a.png", "-k", "25")
+    assert one_line_error(code, err) and "-k 25 is larger than the index (24 items); give -k 24 or less" in err
+    code, _, err = run(capsys, "plot", "neighbors", ws / "tuned", ws / "images", "--index", ws / "index",
+                       "-k", "30", "--out", ws / "never.png")
+    assert one_line_error(code, err) and "-k 30" in err and "k=" not in err, err
+    code, _, err = run(capsys, "classify", ws / "index", ws / "tuned", ws / "queries", "-k", "0")
+    assert one_line_error(code, err) and "-k must be at least 1" in err, err
+
+
+# -- 8. training flags checked before any data is read ------------------------------------------
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--epochs", "0"], "epochs"),
+    (["--batch-size", "1"], "batch_size"),
+    (["--lr", "0"], "lr"),
+    (["--val-fraction", "1"], "val_fraction"),
+])
+def test_training_flags_are_checked_before_the_data(capsys, tmp_path, flags, match):
+    missing = tmp_path / "no-such-data"
+    code, out, err = run(capsys, "pretrain", missing, "--out", tmp_path / "m", *flags)
+    assert one_line_error(code, err) and match in err and "no-such-data" not in err, err
+    assert out == ""  # nothing was loaded, nothing announced
+    code, _, err = run(capsys, "finetune", tmp_path / "no-such-model", missing, "--labels", "items",
+                       "--out", tmp_path / "t", *flags)
+    assert one_line_error(code, err) and match in err and "no-such" not in err, err
