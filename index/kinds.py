@@ -161,7 +161,7 @@ def resolve_params(
         if pq_m is None:
             pq_m = default_pq_m(d)
         if d % pq_m != 0:
-            raise VectorIndexError(f"pq_m={pq_m} does not divide the dimension {d}; use one of {divisors(d)}")
+            raise VectorIndexError(f"pq_m={pq_m} (--pq-m) does not divide the dimension {d}; use one of {divisors(d)}")
         params = replace(params, pq_m=int(pq_m))
     return params
 

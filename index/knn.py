@@ -110,7 +110,8 @@ class KNNClassifier:
             return self._state
         ids, labels = index.labelled_items()
         if ids.size == 0:
-            raise VectorIndexError("the index has no labelled items; add vectors with labels= to classify")
+            raise VectorIndexError("the index has no labelled items to classify with; label some (siamese index "
+                                   "build --labels LABELS.csv, or labels= when adding vectors)")
         classes, codes = np.unique(labels, return_inverse=True)
         state = _Labelled(version=index.version, ids=ids, codes=codes.astype(np.intp).ravel(), classes=classes.astype(object))
         if self.exact:
@@ -238,7 +239,7 @@ class KNNClassifier:
             if self.max_distance is not None:
                 if self.unknown in state.classes:
                     raise VectorIndexError(f"the index has a class named {self.unknown!r}, the open-set answer; "
-                                           f"pass another unknown= label")
+                                           f"choose another (--unknown-label; unknown= in Python)")
                 labels[dist[:, 0] > self.max_distance] = self.unknown
             out.append(labels)
         return np.concatenate(out).astype(object)

@@ -63,6 +63,11 @@ def _check_new_values(labels: Sequence[str | None], attrs: Sequence[str | None])
             safe_json.check_depth(text, f"attrs[{i}]", "store a flatter dict")
 
 
+def _keys(n: int, name: str) -> str:
+    """`3 key(s)`, naming which keys when they are not simply the ones given (`3 key(s) (default keys...)`)."""
+    return f"{n} key(s)" + ("" if name == "keys" else f" ({name})")
+
+
 def _scratch_database() -> sqlite3.Connection:
     """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
     beyond it to a scratch file that is deleted on close (or by the OS if the process dies).
@@ -206,8 +211,9 @@ class MetadataStore:
         clash = [keys[i] for i in np.flatnonzero(self._key_positions(keys) >= 0).tolist()]
         if clash:
             raise VectorIndexError(
-                f"{name} has {len(clash)} key(s) already in the index {preview(clash)}; "
-                f"remove those items first or use new keys"
+                f"{_keys(len(clash), name)} already in the index {preview(clash)}: remove those items "
+                f"first (siamese index remove INDEX --key KEY; index.remove(keys=...) in Python) or give the "
+                f"items new keys"
             )
 
     def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,15 +241,13 @@ class MetadataStore:
 
     # -- lookups ---------------------------------------------------------------------------------
 
-    def ids_for_keys(self, keys: Sequence[str], name: str = "keys") -> np.ndarray:
-        """int64 (n,) ids for keys; every key must exist."""
+    def ids_for_keys(self, keys: Sequence[str], name: str = "keys",
+                     remedy: str = "check the keys' spelling, or add those items first") -> np.ndarray:
+        """int64 (n,) ids for keys; every key must exist (else an error ending with `remedy`)."""
         pos = self._key_positions(keys)
         if np.any(pos < 0):
             missing = [keys[i] for i in np.flatnonzero(pos < 0).tolist()]
-            raise VectorIndexError(
-                f"{name} has {len(missing)} key(s) not in the index {preview(missing)}; "
-                f"check spelling or add them first"
-            )
+            raise VectorIndexError(f"{_keys(len(missing), name)} not in the index {preview(missing)}; {remedy}")
         return self._ids[pos]
 
     def keys_for_ids(self, ids: np.ndarray, name: str = "ids") -> np.ndarray:

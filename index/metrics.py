@@ -46,7 +46,7 @@ class Metric:
             bad = np.flatnonzero(norms[:, 0] <= 0) + row_offset
             raise VectorIndexError(
                 f"{name} has zero-norm rows {preview(bad.tolist())}, which have no cosine direction; "
-                f"drop them or use metric='l2'"
+                f"drop them or use metric='l2' (from the CLI: a model fine-tuned with --distance euclidean)"
             )
         return (x / norms).astype(np.float32, copy=False)
 

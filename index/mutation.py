@@ -59,7 +59,7 @@ def new_keys(meta: MetadataStore, keys: list[str] | None, ids: np.ndarray) -> li
     """The keys of items about to get `ids` (str(id) by default), checked against the store."""
     if keys is None:
         keys = [str(i) for i in ids.tolist()]
-        meta.check_new_keys(keys, name="the default keys (str(id))")
+        meta.check_new_keys(keys, name="default keys, str(id)")
     else:
         meta.check_new_keys(keys)
     return keys
@@ -102,7 +102,7 @@ def remove(backend: Backend, meta: MetadataStore, counters: Counters, ids: Any =
         raise VectorIndexError("remove() needs exactly one of ids= or keys=")
     backend.check_writable("remove from")
     if keys is not None:
-        target = meta.ids_for_keys(as_keys(keys, name="keys"))
+        target = meta.ids_for_keys(as_keys(keys, name="keys"), remedy="check the keys' spelling; nothing was removed")
     else:
         target = as_ids(ids)
         unknown = meta.unknown_ids(target)

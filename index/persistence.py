@@ -222,7 +222,7 @@ def _rebuild_from_arrays(directory: Path, params: IndexParams, metric: Metric, d
         if count == 0:
             raise VectorIndexError(
                 "an empty IVF index cannot be rebuilt from vectors.npy (nothing to train on); "
-                "load it with untrusted=False"
+                "load it without --untrusted (untrusted=False in Python)"
             )
         backend.train(lambda size: _mutation.sample(metric, vectors, count, size, _storage.VECTORS_FILE, seed, chunk_size),
                       seed, None)

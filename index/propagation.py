@@ -35,7 +35,8 @@ def propagate_labels(index, *, k: int = 10, alpha: float = 0.9, iterations: int 
     and Y the one-hot given labels. Items no label can reach keep None.
     """
     if not index.has_labels:
-        raise VectorIndexError("the index has no labels to propagate; build it with labels")
+        raise VectorIndexError("the index has no labels to propagate; label some of its items (siamese index build "
+                               "--labels LABELS.csv, or labels= when adding vectors)")
     if not 0 < alpha < 1:
         raise VectorIndexError(f"alpha must be in (0, 1), got {alpha}")
     n = len(index)

@@ -92,7 +92,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not directory.is_dir():
         what = "is a file, not an index directory" if directory.exists() else "does not exist"
-        raise VectorIndexError(f"index directory {str(directory)!r} {what}; pass the directory given to save()")
+        raise VectorIndexError(f"index directory {str(directory)!r} {what}; give the folder an index was saved to "
+                               "(siamese index build --out, VectorIndex.save)")
     try:
         data = read_json(path, f"{MANIFEST} in {str(directory)!r}", _RESTORE)
     except FileNotFoundError:

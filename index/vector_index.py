@@ -237,8 +237,8 @@ class VectorIndex:
         if message and force:
             logger.warning("model mismatch ignored (force=True): %s", message)
         elif message:
-            raise VectorIndexError(f"model mismatch: {message}; rebuild the index with this model or pass force=True "
-                                   "(CLI: --force)")
+            raise VectorIndexError(f"model mismatch: {message}; rebuild the index with this model (siamese index "
+                                   "rebuild INDEX MODEL DATA) or accept it anyway (--force; force=True in Python)")
 
     # -- training / adding / removing (index.mutation) ---------------------------------------
 

@@ -62,8 +62,9 @@ class IvfBackend(Backend):
         s = sample.shape[0]
         if s < (params.nlist or 1):
             raise VectorIndexError(
-                f"the training sample has {s} vectors but nlist={params.nlist}; "
-                f"pass at least {params.nlist} vectors (ideally {MIN_POINTS_PER_CENTROID * params.nlist})"
+                f"the training sample has {s} vectors for {params.nlist} inverted lists; train on at least "
+                f"{params.nlist} vectors (ideally {MIN_POINTS_PER_CENTROID * params.nlist}) or ask for fewer lists "
+                f"(--nlist, nlist=)"
             )
         self.check_sample_size(s)
         if s < MIN_POINTS_PER_CENTROID * params.nlist:

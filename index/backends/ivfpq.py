@@ -25,8 +25,8 @@ class IvfPqBackend(IvfBackend):
     def check_sample_size(self, s: int) -> None:
         if s < PQ_MIN_TRAIN:
             raise VectorIndexError(
-                f"kind='ivfpq' needs at least {PQ_MIN_TRAIN} training vectors for its 8-bit code books, got {s}; "
-                f"use kind='ivf' or 'flat'"
+                f"an ivfpq index needs at least {PQ_MIN_TRAIN} training vectors for its 8-bit code books, got "
+                f"{s}; use the ivf or flat kind (--kind, kind=)"
             )
 
     def seed(self, index: faiss.Index, seed: int) -> None:

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections import Counter
+
+from ..errors import SiameseError
 
 from .options import (
     add_data_argument,
@@ -24,12 +27,14 @@ def register(sub) -> None:
     from . import shards as cli_shards
     from .verify import add_rebuild_parser
 
-    p = sub.add_parser("index", help="build, extend or describe a FAISS index of embeddings")
+    p = sub.add_parser("index", help="build, extend, shrink or describe a FAISS index of embeddings")
     index_sub = sub.nested(p.add_subparsers(dest="index_command", required=True, metavar="ACTION"))
     index_sub.add_parser("build", cmd_index_build, index_build_arguments, help="embed DATA with MODEL into a new index")
     index_sub.add_parser("add", cmd_index_add, index_add_arguments,
                          help="append DATA's items to an index (ids continue)")
     index_sub.add_parser("info", cmd_index_info, index_info_arguments, help="describe an index")
+    index_sub.add_parser("remove", cmd_index_remove, index_remove_arguments,
+                         help="remove items from an index by key (no model needed)")
     cli_shards.register(index_sub)
     add_rebuild_parser(index_sub)
 
@@ -65,6 +70,41 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     print_label_match(labels, args)
     print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
     return 0
+
+
+def cmd_index_remove(args: argparse.Namespace) -> int:
+    """Torch-free: the whole change happens in the index package, under the index's writer lock."""
+    from index.removal import remove_from_saved_index
+
+    keys = list(dict.fromkeys([*(args.key or []), *(_read_keys_file(args.keys_file) if args.keys_file else [])]))
+    if not keys:
+        raise SiameseError("name the items to remove: --key KEY (repeatable) or --keys-file FILE")
+    index, removed = remove_from_saved_index(args.index, keys, untrusted=args.untrusted)
+    shown = ", ".join(keys[:SHOWN_KEYS]) + (f", ... ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
+    print(f"removed {removed} item{'s' if removed != 1 else ''} ({shown}) from {args.index}: "
+          f"{len(index) + removed} -> {len(index)}")
+    return 0
+
+
+SHOWN_KEYS = 5  # keys named in `index remove`'s report
+
+
+def _read_keys_file(path: str) -> list[str]:
+    """One key per line (blank lines skipped), or a CSV whose header has a `key` column (LABELS.csv,
+    PRED.csv...)."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            lines = fh.read().splitlines()
+        header = [cell.strip().lower() for cell in next(csv.reader(lines[:1]), [])]
+        if "key" in header:
+            column = header.index("key")
+            rows = csv.reader(lines[1:])
+            return [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
+    except FileNotFoundError:
+        raise SiameseError(f"keys file not found: {path}; give a file with one key per line") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SiameseError(f"cannot read keys file {path} ({exc}); give a UTF-8 file with one key per line") from None
+    return [line.strip() for line in lines if line.strip()]
 
 
 def label_match(args: argparse.Namespace):
@@ -124,6 +164,15 @@ def index_add_arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
     add_index_open_options(a)
     add_data_options(a)
+
+
+def index_remove_arguments(r: argparse.ArgumentParser) -> None:
+    add_index_argument(r, "the index to remove items from")
+    r.add_argument("--key", action="append", metavar="KEY", help="key of an item to remove (repeatable)")
+    r.add_argument("--keys-file", metavar="FILE",
+                   help="keys to remove, one per line (or a CSV with a key column, e.g. LABELS.csv)")
+    r.add_argument("--untrusted", action="store_true",
+                   help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
 
 
 def index_info_arguments(i: argparse.ArgumentParser) -> None:

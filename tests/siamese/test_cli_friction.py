@@ -164,6 +164,25 @@ def test_query_prints_small_distances_with_significant_digits(ws, capsys):
         assert shown == pytest.approx(exact, rel=1e-3, abs=1e-12)  # 4 significant digits, not 4 decimals
 
 
+# -- 6. messages in the CLI's terms -------------------------------------------------------------
+
+
+def test_errors_name_commands_and_flags_not_python_arguments(ws, capsys, tmp_path):
+    code, _, err = run(capsys, "index", "info", tmp_path / "missing")
+    assert one_line_error(code, err) and "save()" not in err and "siamese index build" in err, err
+    index_path = copy_index(ws, tmp_path)
+    code, _, err = run(capsys, "index", "add", index_path, ws / "tuned", ws / "images", "-q")
+    assert one_line_error(code, err), err
+    assert "already in the index" in err and "siamese index remove INDEX --key KEY" in err
+    unlabelled = tmp_path / "unlabelled.index"
+    VectorIndex.build(VectorIndex.load(ws / "index").reconstruct(np.arange(24)), keys=[f"k{i}" for i in range(24)],
+                      metric="cosine", model_fingerprint=VectorIndex.load(ws / "index").model_fingerprint,
+                      ).save(unlabelled)
+    for propagate in ("auto", "off"):  # the propagation's message, then the classifier's
+        code, _, err = run(capsys, "classify", unlabelled, ws / "tuned", ws / "queries", "--propagate", propagate)
+        assert one_line_error(code, err) and "siamese index build --labels" in err, err
+
+
 # -- 7. -k in the user's terms ------------------------------------------------------------------
 
 
@@ -200,3 +219,84 @@ def test_training_flags_are_checked_before_the_data(capsys, tmp_path, flags, mat
     code, _, err = run(capsys, "finetune", tmp_path / "no-such-model", missing, "--labels", "items",
                        "--out", tmp_path / "t", *flags)
     assert one_line_error(code, err) and match in err and "no-such" not in err, err
+
+
+# -- 9. siamese index remove --------------------------------------------------------------------
+
+
+def test_index_remove_then_add_the_same_items_again(ws, capsys, tmp_path):
+    index_path = copy_index(ws, tmp_path)
+    assert run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "-q")[0] == 0
+    code, _, err = run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "-q")
+    assert one_line_error(code, err) and "siamese index remove" in err
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("x/2.png\n\nx/3.png\n")
+    code, out, err = run(capsys, "index", "remove", index_path, "--key", "x/0.png", "--key", "x/1.png",
+                         "--keys-file", keys_file)
+    assert code == 0, err
+    assert out.strip() == f"removed 4 items (x/0.png, x/1.png, x/2.png, x/3.png) from {index_path}: 28 -> 24"
+    code, out, err = run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "-q")
+    assert code == 0 and "24 -> 28" in out, err
+    index = VectorIndex.load(index_path)
+    assert len(index) == 28 and sorted(index.keys_for_ids(index.ids[-4:])) == [f"x/{i}.png" for i in range(4)]
+    assert index.ids[-4:].tolist() == [28, 29, 30, 31]  # ids are never reused
+    assert index.info["sources"][-1] == {"source": str((ws / "friction-extra").resolve()), "first_id": 24,
+                                         "last_id": 31}  # one range for both adds from the folder
+
+
+def test_index_remove_with_a_csv_keys_file_and_untrusted(ws, capsys, tmp_path):
+    index_path = copy_index(ws, tmp_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("key,label\n0/1.png,0\n1/1.png,1\n")
+    code, out, err = run(capsys, "index", "remove", index_path, "--keys-file", labels, "--untrusted")
+    assert code == 0 and "24 -> 22" in out, err
+    code, out, err = run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "--untrusted", "-q")
+    assert code == 0 and "22 -> 26" in out, err
+    index = VectorIndex.load(index_path)  # what --untrusted saved loads as a trusted index too
+    assert len(index) == 26 and "0/1.png" not in set(index.keys_for_ids(index.ids))
+
+
+def test_index_remove_unknown_keys_removes_nothing(ws, capsys, tmp_path):
+    index_path = copy_index(ws, tmp_path)
+    before = sorted(p.name for p in index_path.iterdir())
+    manifest = (index_path / "manifest.json").read_bytes()
+    code, _, err = run(capsys, "index", "remove", index_path, "--key", "0/1.png", "--key", "nope.png",
+                       "--key", "zz.png")
+    assert one_line_error(code, err), err
+    assert "2 key(s) not in the index ['nope.png', 'zz.png']" in err and "nothing was removed" in err
+    assert (index_path / "manifest.json").read_bytes() == manifest
+    assert sorted(p.name for p in index_path.iterdir()) == before
+    code, _, err = run(capsys, "index", "remove", index_path)
+    assert one_line_error(code, err) and "--key KEY" in err and "--keys-file" in err
+    code, _, err = run(capsys, "index", "remove", index_path, "--keys-file", tmp_path / "none.txt")
+    assert one_line_error(code, err) and "keys file not found" in err
+
+
+def test_index_remove_is_torch_free(ws, tmp_path):
+    from test_startup import HEAVY, imported_by
+
+    index_path = copy_index(ws, tmp_path)
+    code, modules = imported_by("index", "remove", str(index_path), "--key", "0/1.png", "-q")
+    assert code == 0 and "faiss" in modules
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    assert len(VectorIndex.load(index_path)) == 23
+
+
+def test_concurrent_removes_and_an_add_lose_nothing(ws, tmp_path):
+    import subprocess
+    import sys
+
+    index_path = copy_index(ws, tmp_path)
+    command = [sys.executable, "-m", "siamese", "index"]
+    removes = [[*command, "remove", str(index_path), "--key", f"{c}/{i}.png"] for c in (0, 1) for i in (5, 6)]
+    add = [[*command, "add", str(index_path), str(ws / "tuned"), str(ws / "friction-extra"), "-q"]]
+    running = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for argv in add + removes]
+    for process in running:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    index = VectorIndex.load(index_path)
+    keys = set(index.keys_for_ids(index.ids))
+    assert len(index) == 24 - 4 + 4
+    assert not keys & {f"{c}/{i}.png" for c in (0, 1) for i in (5, 6)}
+    assert {f"x/{i}.png" for i in range(4)} <= keys

@@ -68,7 +68,8 @@ def command_paths(parser, prefix=()):
 
 def test_every_command_help_builds_and_explains_its_arguments(capsys):
     paths = list(command_paths(build_parser()))
-    assert ("index", "info") in paths and ("pretrain",) in paths and len(paths) >= 19
+    assert ("index", "info") in paths and ("pretrain",) in paths and len(paths) >= 20
+    assert ("index", "remove") in paths
     for path in paths:
         with pytest.raises(SystemExit) as done:
             build_parser(list(path)).parse_args([*path, "--help"])
