@@ -144,7 +144,9 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int) -> dict[str, An
     )
     for name in required:
         if name not in manifest["files"]:
-            hint = "re-save it with save(dir, store_vectors=True)" if untrusted else "restore the index from a good copy"
+            hint = ("re-save it with save(dir, store_vectors=True) where it is trusted, or, if you trust its faiss "
+                    "file, open it without --untrusted (untrusted=False)" if untrusted else
+                    "restore the index from a good copy")
             raise VectorIndexError(f"{M} does not list {name}, which this load needs; {hint}")
     for name in manifest["files"]:
         if name != _storage.FAISS_FILE:  # vectors.faiss is hashed on the bytes faiss will read
