@@ -97,6 +97,18 @@ def test_plot_reads_items_added_from_a_second_folder(ws, capsys, tmp_path):
     assert not got[1, 1].any()  # no item: blank
 
 
+def test_open_set_quantile_reads_every_source(ws, capsys, tmp_path):
+    from siamese.retrieval.item_sources import indexed_item_sets
+
+    index_path = copy_index(ws, tmp_path)
+    assert run(capsys, "index", "add", index_path, ws / "tuned", ws / "friction-extra", "-q")[0] == 0
+    parts = indexed_item_sets(VectorIndex.load(index_path))
+    assert sorted(len(p) for p in parts) == [4, 24]
+    code, out, err = run(capsys, "classify", index_path, ws / "tuned", ws / "queries", "--unknown-recon-quantile",
+                         "0.9")
+    assert code == 0 and "reconstruction error above" in out, err
+
+
 def test_an_index_recording_only_its_build_source_still_plots(ws, capsys, tmp_path):
     index_path = copy_index(ws, tmp_path)
     index = VectorIndex.load(index_path)
