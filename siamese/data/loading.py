@@ -184,12 +184,15 @@ def _pipeline(preprocessing: Preprocessing | None, image_size: Any, channels: in
     if not isinstance(preprocessing, Preprocessing):
         raise SiameseError(f"preprocessing must be a Preprocessing (model.preprocessing), got "
                            f"{type(preprocessing).__name__}")
-    given = {"--image-size": (_image_size(image_size), preprocessing.image_size),
-             "--channels": (channels, preprocessing.channels), "--resize": (resize, preprocessing.resize)}
-    for flag, (value, own) in given.items():
-        if value is not None and value != own:
-            log.warning("%s %s overrides the model's %s", flag, "x".join(map(str, value)) if isinstance(value, tuple)
-                        else value, "x".join(map(str, own)) if isinstance(own, tuple) else own)
+    size = _image_size(image_size)
+    if preprocessing.image_size is not None and size not in (None, preprocessing.image_size):
+        raise SiameseError(f"--image-size {size[0]} {size[1]} does not fit the model, which takes "
+                           f"{preprocessing.describe()} images; leave --image-size out to use the model's own")
+    if preprocessing.channels is not None and channels not in (None, preprocessing.channels):
+        raise SiameseError(f"--channels {channels} does not fit the model, which takes {preprocessing.describe()} "
+                           "images; leave --channels out to use the model's own")
+    if resize is not None and resize != preprocessing.resize:
+        log.warning("--resize %s overrides the model's %s", resize, preprocessing.resize)
     return (image_size if image_size is not None else preprocessing.image_size,
             channels if channels is not None else preprocessing.channels, resize or preprocessing.resize,
             normalization if normalization is not None else preprocessing.normalization)
@@ -261,7 +264,8 @@ def load_items(source: Any, *, labels: Any = None, image_size: int | tuple[int, 
     normalization: apply this one (e.g. a trained model's) instead of the source default / inferred min-max.
     resize: how images are brought to image_size: "stretch" (default) or "crop" (keep the aspect ratio).
     preprocessing: a model's whole input pipeline (`model.preprocessing`): size, resize, channels and
-    normalisation at once; options given explicitly override its parts.
+    normalisation at once; an explicit resize or normalization overrides its part, an image_size or
+    channels the model cannot take is refused.
     max_pixels: images whose header claims more pixels are refused before they are decoded.
     """
     image_size, channels, resize, normalization = _pipeline(preprocessing, image_size, channels, resize, normalization)

@@ -111,7 +111,7 @@ def test_evaluate_and_embed(workspace, capsys, tmp_path):
     (["classify", "{index}", "{tuned}", "{empty}"], "no image"),
     (["index", "info", "{missing}"], "missing"),
     (["pretrain", "{missing}", "--out", "{tmp}/m"], "missing"),
-    (["query", "{index}", "{tuned}", "{big}"], "expects (1, 8, 8)"),
+    (["query", "{index}", "{tuned}", "{big}", "--image-size", "12"], "does not fit the model, which takes 8x8"),
     (["plot", "samples", "{tuned}", "--out", "{tmp}/s.png"], "variational"),
     (["finetune", "{model}", "{images}", "--pairs", "{missing}", "--out", "{tmp}/x"], "missing"),
 ])

@@ -89,12 +89,15 @@ def test_python_api_resizes_items_of_any_size(trained, tmp_path):
     np.testing.assert_allclose(as_loaded, through_pipeline, atol=1e-5)
 
 
-def test_explicit_option_overrides_with_a_note(trained, photos, caplog):
+def test_explicit_options_override_with_a_note_or_say_why_they_cannot(trained, photos, caplog):
     model = load_model(trained / "model")
     with caplog.at_level(logging.WARNING):
-        items = load_items(photos / "dark", preprocessing=model.preprocessing, channels=1)
-    assert items.item_shape == (1, 64, 64)
-    assert "--channels 1 overrides the model's 3" in caplog.text
+        items = load_items(photos / "dark", preprocessing=model.preprocessing, resize="crop")
+    assert items.item_shape == (3, 64, 64) and items.resize == "crop"
+    assert "--resize crop overrides the model's stretch" in caplog.text
+    for option, flag in (({"channels": 1}, "--channels 1"), ({"image_size": 32}, "--image-size 32 32")):
+        with pytest.raises(SiameseError, match=f"{flag} does not fit the model, which takes 64x64 RGB"):
+            load_items(photos / "dark", preprocessing=model.preprocessing, **option)
 
 
 def test_crop_policy_is_recorded_and_reused(photos, tmp_path):
