@@ -51,7 +51,7 @@ def _image_size(image_size: Any) -> tuple[int, int] | None:
     size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else \
         tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
     if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
-        raise SiameseError(f"invalid image_size {image_size!r}; expected an int or (height, width) of positive ints")
+        raise SiameseError(f"--image-size {image_size!r}: expected N or H W, positive integers")
     return int(size[0]), int(size[1])
 
 
@@ -73,12 +73,12 @@ def _target_shape(shape: tuple[int, ...], channels: int | None, size: tuple[int,
     """Item shape after channel conversion / resizing; vectors accept neither."""
     if len(shape) != 3:
         if channels is not None or size is not None:
-            raise SiameseError(f"{what} holds vectors of shape {shape}; channels/image_size only apply to images")
+            raise SiameseError(f"{what} holds vectors of shape {shape}; --channels and --image-size only apply to images")
         return shape
     c = shape[0] if channels is None else channels
     without_alpha = shape[0] - 1 if shape[0] in (2, 4) else shape[0]
     if channels is not None and shape[0] != channels and without_alpha not in (1, 3):
-        raise SiameseError(f"{what} has {shape[0]}-channel images; cannot convert to channels={channels}")
+        raise SiameseError(f"{what} has {shape[0]}-channel images; cannot convert them to --channels {channels}")
     return (c, *(size or shape[1:]))
 
 

@@ -45,16 +45,16 @@ class AutoencoderConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
         if self.variant not in VARIANTS:
-            raise SiameseError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+            raise SiameseError(f"unknown variant {self.variant!r} (--variant); choose one of {', '.join(VARIANTS)}")
         if self.arch not in ("auto", "mlp", "conv"):
-            raise SiameseError(f"unknown arch {self.arch!r}; choose one of auto, mlp, conv")
+            raise SiameseError(f"unknown arch {self.arch!r} (--arch); choose one of auto, mlp, conv")
         if self.latent_dim <= 0:
-            raise SiameseError(f"latent_dim must be a positive integer, got {self.latent_dim}")
+            raise SiameseError(f"--latent-dim must be a positive integer, got {self.latent_dim}")
         if self.variant == "ksparse" and not 0 < self.k <= self.latent_dim:
-            raise SiameseError(f"k must be in 1..latent_dim ({self.latent_dim}) for ksparse, got {self.k}")
+            raise SiameseError(f"--k must be in 1..--latent-dim ({self.latent_dim}) for the ksparse variant, got {self.k}")
         for name in ("sparsity_weight", "contractive_weight", "beta"):
             if getattr(self, name) < 0:
-                raise SiameseError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise SiameseError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         parse_noise(self.noise)
 
     def network(self, input_shape: tuple[int, ...]) -> NetworkConfig:

@@ -32,16 +32,16 @@ class NetworkConfig:
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths) or self.default_widths())
         if self.latent_dim <= 0:
-            raise SiameseError(f"latent_dim must be a positive integer, got {self.latent_dim}")
+            raise SiameseError(f"--latent-dim must be a positive integer, got {self.latent_dim}")
         if self.arch not in ARCHS:
-            raise SiameseError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+            raise SiameseError(f"unknown arch {self.arch!r} (--arch); choose one of {', '.join(ARCHS)}")
         if self.arch == "conv" and len(self.input_shape) != 3:
             raise SiameseError(
                 f"arch 'conv' needs image items of shape (C, H, W), got item shape {self.input_shape}; "
                 "use arch='mlp' for vectors"
             )
         if any(s <= 0 for s in self.input_shape) or any(w <= 0 for w in self.widths):
-            raise SiameseError(f"input_shape and widths must be positive, got {self.input_shape}, {self.widths}")
+            raise SiameseError(f"item shape and --widths must be positive, got {self.input_shape}, {self.widths}")
 
     def default_widths(self) -> tuple[int, ...]:
         return (16, 32, 64) if self.arch == "conv" else (512, 256)

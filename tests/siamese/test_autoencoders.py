@@ -110,9 +110,9 @@ def test_noise_and_augmentation_are_seeded():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"latent_dim": 0}, "latent_dim"),
-        ({"latent_dim": -3}, "latent_dim"),
-        ({"variant": "ksparse", "latent_dim": 4, "k": 5}, "k must be"),
+        ({"latent_dim": 0}, "--latent-dim"),
+        ({"latent_dim": -3}, "--latent-dim"),
+        ({"variant": "ksparse", "latent_dim": 4, "k": 5}, "--k must be"),
         ({"variant": "ksparse", "k": 0}, "k must be"),
         ({"variant": "magic"}, "unknown variant"),
         ({"arch": "transformer"}, "unknown arch"),
@@ -129,7 +129,7 @@ def test_bad_configs_raise_clear_errors(kwargs, match):
 def test_conv_on_vectors_and_input_shape_mismatch_are_refused():
     with pytest.raises(SiameseError, match="conv"):
         AutoencoderConfig(arch="conv").network((20,))
-    with pytest.raises(SiameseError, match="latent_dim"):
+    with pytest.raises(SiameseError, match="--latent-dim"):
         NetworkConfig(input_shape=(4,), latent_dim=0, arch="mlp")
     from siamese import embed
 

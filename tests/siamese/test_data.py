@@ -358,7 +358,7 @@ BAD_INPUTS = {  # case: (call given the tmp folder, fragments the message must c
     "torchvision absent": (lambda t: load_items("torchvision:KMNIST", root=t / "empty"), ["--download", "--root"]),
     "unknown sklearn": (lambda t: load_items("sklearn:iris"), ["sklearn:digits"]),
     "split on folder": (lambda t: load_items(t / "empty", split="train"), ["split"]),
-    "vector image_size": (lambda t: load_items(V, image_size=4), ["image_size"]),
+    "vector image_size": (lambda t: load_items(V, image_size=4), ["--image-size"]),
     "bad channels": (lambda t: load_items(V, channels=2), ["--channels 2"]),
     "bad on_error": (lambda t: load_items(V, on_error="ignore"), ["--on-error"]),
     "bad labels csv": (lambda t: read_labels_csv(t / "nan.csv"), ["key,label"]),

@@ -45,8 +45,8 @@ def to_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
         return TF.rgb_to_grayscale(x)
     if channels == 3 and c == 1:
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
-    raise SiameseError(f"cannot convert images with {c} channels to {channels}; "
-                       "pass channels=None or use 1/3-channel images")
+    raise SiameseError(f"cannot convert images with {c} channels to {channels}; leave --channels out or use "
+                       "grey or RGB images")
 
 
 @contextmanager
