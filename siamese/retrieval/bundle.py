@@ -133,16 +133,12 @@ class Bundle:
 
     def embed(self, items) -> np.ndarray:
         """Embeddings (n, d) of an ItemSet, an array (n, *input_shape) or a load_items source
-        (paths, folder, file), read in the model's normalisation."""
+        (paths, folder, file), read through the model's own preprocessing."""
         from ..data.loading import ItemSet, load_items
         from ..inference.embed import embed
-        from ..models.model_input import model_normalization
 
         if not isinstance(items, (ItemSet, np.ndarray)) and not hasattr(items, "shape"):
-            options: dict[str, Any] = {"normalization": model_normalization(self.model)}
-            if len(self.model.network.input_shape) == 3:
-                options["channels"] = self.model.network.input_shape[0]
-            items = load_items(items, **options)
+            items = load_items(items, preprocessing=self.model.preprocessing)
         return embed(self.model, items)
 
     def search(self, items, k: int = 9) -> SearchResult:
