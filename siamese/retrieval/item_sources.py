@@ -98,7 +98,7 @@ def read_indexed_items(index, keys: list[str], **load_options) -> dict[str, Any]
     found: dict[str, Any] = {}
     for source, wanted in by_source.items():
         if Path(source).is_dir():  # only the files needed, named by their keys
-            items = load_items([str(Path(source) / k) for k in wanted], **options)
+            items = load_items([str(_inside(Path(source), k)) for k in wanted], **options)
             found.update((k, (items, i)) for i, k in enumerate(wanted))
             continue
         items = load_items(source, **options)
@@ -109,6 +109,15 @@ def read_indexed_items(index, keys: list[str], **load_options) -> dict[str, Any]
                                "give the data they were indexed from")
         found.update((k, (items, position[k])) for k in wanted)
     return found
+
+
+def _inside(folder: Path, key: str) -> Path:
+    """folder / key, refused when the key (from an index that may come from elsewhere) leads outside it."""
+    path = folder / key
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise SiameseError(f"indexed key {key[:80]!r} points outside its source folder {folder}; the index is "
+                           "damaged or hostile: rebuild it from your data")
+    return path
 
 
 def item_arrays(index, keys: np.ndarray, **load_options) -> np.ndarray:

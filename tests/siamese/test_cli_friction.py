@@ -312,3 +312,17 @@ def test_concurrent_removes_and_an_add_lose_nothing(ws, tmp_path):
     assert len(index) == 24 - 4 + 4
     assert not keys & {f"{c}/{i}.png" for c in (0, 1) for i in (5, 6)}
     assert {f"x/{i}.png" for i in range(4)} <= keys
+
+
+def test_indexed_keys_never_lead_outside_their_source_folder(tmp_path):
+    from PIL import Image
+
+    from siamese.errors import SiameseError
+    from siamese.retrieval.item_sources import item_arrays
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "secret.png")  # beside, not inside, the source
+    index = VectorIndex.build(np.zeros((1, 4), np.float32), keys=["../secret.png"])
+    index.info = {"sources": [{"source": str(tmp_path / "photos"), "first_id": 0, "last_id": 0}]}
+    with pytest.raises(SiameseError, match="points outside its source folder"):
+        item_arrays(index, np.array([["../secret.png"]], dtype=object))
