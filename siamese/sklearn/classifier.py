@@ -130,11 +130,6 @@ class SiameseKNNClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = True
-        return tags
-
     # -- the index outlives pickling as arrays ------------------------------------------------------
 
     def _classifier(self) -> KNNClassifier:

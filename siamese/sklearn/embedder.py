@@ -103,11 +103,10 @@ class SiameseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 codes = None  # nothing labelled: pretraining alone, as with y=None
             else:
                 inputs.require_two_classes(codes, type(self).__name__, "fine-tune (or pass finetune_epochs=0)")
-        self.scale_offset_, self.scale_ = inputs.fit_scaling(X)
-        x = inputs.scale(X, self.scale_offset_, self.scale_)
+        offset, scale = inputs.fit_scaling(X)
         with cpu_threads(self.n_threads):
-            self.model_ = self._train(x, codes, inputs.seed_of(self.random_state))
-        self.finetuned_ = codes is not None
+            model = self._train(inputs.scale(X, offset, scale), codes, inputs.seed_of(self.random_state))
+        self.model_, self.scale_offset_, self.scale_, self.finetuned_ = model, offset, scale, codes is not None
         return self
 
     def transform(self, X) -> np.ndarray:
