@@ -67,3 +67,16 @@ def test_first_hour_with_photos_runs_exactly_as_written(tmp_path, monkeypatch):
         assert main([*command[1:], "-q"]) == 0, command
     for written in ("photos.model/config.json", "photos.index/manifest.json", "neighbours.png", "latent.png"):
         assert (tmp_path / written).is_file(), written
+
+
+def test_scikit_learn_example_runs(monkeypatch, capsys):
+    """The README's Pipeline / GridSearchCV example, on the first 400 digits to stay quick."""
+    import sklearn.datasets
+
+    code = re.search(r"## scikit-learn\n.*?```python\n(.*?)```", README, re.S).group(1)
+    full = sklearn.datasets.load_digits
+    monkeypatch.setattr(sklearn.datasets, "load_digits", lambda **kw: tuple(a[:400] for a in full(**kw)))
+    exec(compile(code.replace("n_jobs=2", "n_jobs=1"), "README scikit-learn", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("{'siameseembedder__finetune_epochs': ") and "test accuracy" in printed[0]
+    assert float(printed[1].split()[-1]) > 0.5
