@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_outputs(args)
         if getattr(args, "nproc", None) is not None or "WORLD_SIZE" in os.environ:  # data-parallel training
             from ..training.distributed import run_command
+            from .options import train_config
+
+            train_config(args)  # bad training flags fail here once, not in every worker
 
             return run_command(args.func, args, argv)
         return args.func(args)
