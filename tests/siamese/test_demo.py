@@ -1,12 +1,30 @@
 """The demo pipeline end to end on the embedded digits, with tiny epoch counts."""
 
+import re
+
+import torch
+
 from siamese.demo import CLASSIFY_ROW, DemoConfig, run_demo
+from siamese.threads import ThreadChoice
+from siamese.training import loop
 
 
-def test_demo_writes_report_plots_model_and_index(tmp_path, capsys):
-    config = DemoConfig(pretrain_epochs=3, finetune_epochs=3, widths=(8, 16), latent_dim=8)
-    table = run_demo(tmp_path / "demo", progress=False, config=config)
+def test_demo_writes_report_plots_model_and_index(tmp_path, capsys, monkeypatch):
+    config = DemoConfig(pretrain_epochs=3, finetune_epochs=2, widths=(8, 16), latent_dim=8, map_points=200)
+    monkeypatch.setattr(loop, "stderr_is_terminal", lambda: False)  # as in a log file: one line per epoch
+    threads_before = torch.get_num_threads()
+    table = run_demo(tmp_path / "demo", progress=True, config=config, threads=ThreadChoice(1, "1 thread (--threads)"))
+    assert torch.get_num_threads() == threads_before
     out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "using 1 thread (--threads)"
+    assert re.search(r"^\[2/6\] pretraining .*: 3 epochs, ~[\d.]+ s$", out, re.M)
+    assert re.search(r"^\[3/6\] fine-tuning .*: 2 epochs, ~[\d.]+ s$", out, re.M)
+    for stage, epochs in (("pretrain denoising", 3), ("finetune contrastive", 2)):
+        assert [line.strip().split(",")[0] for line in lines if line.strip().startswith(stage)] == [
+            f"{stage}: epoch {i}/{epochs}" for i in range(1, epochs + 1)]
+    assert re.search(r"^ +3 epochs \(mean [\d.]+ s/epoch, \d+ items/s\); final training loss", out, re.M)
+    assert re.search(r"^ +2 epochs \(mean .*; pseudo-pairs on \(k=5\)$", out, re.M)
     assert set(table) == {"raw pixels", "autoencoder", "fine-tuned", CLASSIFY_ROW}
     # every row votes among the 10 labelled items per class: raw pixels reach about 0.9 on digits
     assert all(0.0 <= v <= 1.0 for v in table.values()) and table["raw pixels"] > 0.8
