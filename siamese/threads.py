@@ -2,8 +2,9 @@
 
 torch and faiss default to one OpenMP thread per logical CPU. On a machine that other work keeps
 busy that oversubscribes the cores: every parallel region waits for its slowest thread, and a
-thread sharing its core with another process spins or sleeps at each barrier. Measured on a busy
-2-core machine, the demo ran ~8x slower with 2 threads than with 1; on an idle one, 2 threads beat 1.
+thread sharing its core with another process spins or sleeps at each barrier. On a 2-core machine
+kept busy by other jobs, a pretraining step of the demo's digits autoencoder took 4-20x longer with
+2 threads than with 1 (measured side by side).
 
 `choose_threads` picks, in this order:
 

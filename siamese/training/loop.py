@@ -150,7 +150,7 @@ def fit(
         given, is logged as the training loss instead of `loss` (when the differentiated value differs)
     batches(epoch, generator) -> iterable of `steps_per_epoch` batches
     validate(model) -> float, called in eval mode under no_grad
-    resume_from: a checkpoint folder to continue from (it must hold one: `resume_checkpoint`)
+    resume_from: a checkpoint folder to continue from (pretrain / finetune refuse a folder without one first)
     progress: False, True or write(line): see the module docstring
     parallel: data-parallel training (siamese.training.distributed); `batches` then yields this rank's
     share of each global batch and the loss runs under DistributedDataParallel
@@ -159,7 +159,7 @@ def fit(
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = TrainState()
-    shown = progress is not False and (parallel is None or parallel.is_main)
+    shown = (callable(progress) or bool(progress)) and (parallel is None or parallel.is_main)
     bars = shown and stderr_is_terminal()
     write = progress if callable(progress) else logger.info
     say = write if shown and not bars else logger.info
