@@ -46,13 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threads must be between 1 and {max_threads} (4x this machine's CPUs), got {args.threads}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,  # notes read as the CLI's own
                         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "siamese: %(message)s")
-    if args.threads:
-        import faiss
-        import torch
-
-        torch.set_num_threads(args.threads)
-        faiss.omp_set_num_threads(args.threads)
     try:
+        relaunching = (getattr(args, "nproc", None) or 1) > 1 and "WORLD_SIZE" not in os.environ
+        args.threads_used = None if relaunching else use_threads(args.threads)  # workers choose their own share
         from index.locking import set_lock_timeout
 
         set_lock_timeout(args.lock_timeout)
@@ -62,7 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .options import train_config
 
             train_config(args)  # bad training flags fail here once, not in every worker
-
             return run_command(args.func, args, argv)
         return args.func(args)
     except (SiameseError, VectorIndexError) as exc:
@@ -80,6 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"siamese: error: {environment_error(exc)}", file=sys.stderr)
         return 2
+
+
+def use_threads(requested: int | None):
+    """The torch/faiss thread count for this command (siamese.threads.choose_threads), applied now if
+    they are loaded, else through OMP_NUM_THREADS, which both read when a command first imports them
+    (so torch-free commands stay torch-free)."""
+    from ..threads import apply_threads, choose_threads
+
+    choice = choose_threads(requested)
+    if "torch" in sys.modules or "faiss" in sys.modules:
+        apply_threads(choice)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(choice.count)
+    logging.getLogger(__name__).info("using %s", choice.reason)
+    return choice
 
 
 def environment_error(exc: OSError) -> str:

@@ -34,7 +34,9 @@ def default_of(config: Any, field: str) -> Any:
 def add_general_options(parser: argparse.ArgumentParser, default) -> None:
     group = parser.add_argument_group("general")
     group.add_argument("-q", "--quiet", action="store_true", default=default(False), help="no progress bars")
-    group.add_argument("--threads", type=int, default=default(None), help="torch/faiss CPU threads (default: all)")
+    group.add_argument("--threads", type=int, default=default(None), metavar="N",
+                       help="torch/faiss CPU threads (default: the physical cores, fewer when other work keeps "
+                       "them busy)")
     group.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log details")
     group.add_argument("--lock-timeout", type=float, default=default(DEFAULT_LOCK_TIMEOUT), metavar="SECONDS",
                        help="how long to wait while another process writes the same index or model "
