@@ -65,8 +65,11 @@ def choose_threads(requested: int | None = None) -> ThreadChoice:
         return ThreadChoice(from_env, f"{_threads(from_env)} (OMP_NUM_THREADS={from_env})")
 
     allowed = usable_cpus()
-    cores = physical_cores(allowed) or len(allowed)
-    what = f"{cores} physical core{'s' if cores != 1 else ''}"
+    cores = physical_cores(allowed)
+    if cores is None:  # topology unknown: count logical CPUs
+        cores, what = len(allowed), f"{len(allowed)} CPU{'s' if len(allowed) != 1 else ''}"
+    else:
+        what = f"{cores} physical core{'s' if cores != 1 else ''}"
     quota = cpu_quota()
     if quota is not None and quota < cores:
         cores, what = quota, f"{what}, CPU quota {quota}"

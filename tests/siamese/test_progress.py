@@ -63,6 +63,11 @@ def test_default_threads_are_the_idle_physical_cores(machine, cores, load, runni
     assert choose_threads() == ThreadChoice(count, reason)
 
 
+def test_unknown_topology_counts_logical_cpus(machine, monkeypatch):
+    monkeypatch.setattr(threads, "physical_cores", lambda cpus: None)
+    assert choose_threads() == ThreadChoice(8, "8 threads (8 CPUs, load 0.0)")  # the fake machine: 4 cores x 2
+
+
 def test_requests_and_omp_num_threads_win(machine, monkeypatch):
     machine.load, machine.running = 9.0, 10
     assert choose_threads(3) == ThreadChoice(3, "3 threads (--threads)")
