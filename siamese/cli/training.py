@@ -30,8 +30,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     train = train_config(args)  # every flag checked before any data is read
     items = load_data(args, args.data)
     print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
-          f"of shape {items.item_shape} from {items.source}")
-    model = pretrain(items, config, train, out=args.out, resume=args.resume, progress=not args.quiet,
+          f"of shape {items.item_shape} from {items.source}, {args.threads_used}", flush=True)
+    model = pretrain(items, config, train, out=args.out, resume=args.resume, progress=progress_of(args),
                      overwrite=args.overwrite)
     print_history(Path(args.out))
     print(f"saved {args.out} (fingerprint {model.fingerprint()[:12]})")
@@ -50,11 +50,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     labels = args.labels
     if labels == "items":
         labels = True
+    print(f"fine-tuning on {len(items)} items from {items.source}, {args.threads_used}", flush=True)
     tuned = finetune(model, items, pairs=args.pairs, labels=labels, labels_per_class=args.labels_per_class,
                      config=config, train=train, out=args.out, resume=args.resume,
-                     progress=not args.quiet, overwrite=args.overwrite)
+                     progress=progress_of(args), overwrite=args.overwrite)
     record = tuned.info["finetune"]
-    print_history(Path(args.out))
+    print_history(Path(args.out), pseudo_pairs=config.pseudo_pairs)
     what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
     before, after = record["val_reconstruction_before"], record["val_reconstruction_after"]
     recon = f"; validation reconstruction {before:.2f} -> {after:.2f}" if before is not None else ""
@@ -96,20 +97,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     run_demo(out=Path(args.out), dataset=args.dataset, progress=not args.quiet, seed=args.seed,
-             overwrite=args.overwrite)
+             overwrite=args.overwrite, threads=args.threads_used)
     return 0
 
 
-def print_history(model_dir: Path) -> None:
+def print_history(model_dir: Path, pseudo_pairs=None) -> None:
+    """The run's one-line summary (mean s/epoch) from the history.csv it wrote."""
     import csv
+
+    from ..training.stages import summarize_history
 
     history = model_dir / "history.csv"
     if history.is_file():
-        rows = list(csv.DictReader(history.open()))
-        last = rows[-1]
-        val = f", validation loss {float(last['val_loss']):.4g}" if last.get("val_loss") else ""
-        print(f"{len(rows)} epochs ({float(last['seconds']):.1f} s/epoch, {float(last['items_per_second']):.0f} "
-              f"items/s); final training loss {float(last['train_loss']):.4g}{val}")
+        with history.open(newline="") as fh:
+            print(summarize_history(list(csv.DictReader(fh)), pseudo_pairs=pseudo_pairs))
+
+
+def progress_of(args: argparse.Namespace):
+    """Training progress: bars on a terminal, else one printed line per epoch; -q: neither."""
+    return False if args.quiet else (lambda line: print(line, flush=True))
 
 
 def add_pseudo_pair_options(parser) -> None:
