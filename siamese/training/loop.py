@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Union
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -98,7 +98,7 @@ BatchLoss = Callable[[nn.Module, Any, torch.Generator], "tuple[torch.Tensor, dic
 Batches = Callable[[int, torch.Generator], Iterable[Any]]
 # False: silent; True: bars on a terminal, else one INFO log line per epoch; write(line): bars on a
 # terminal, else write(line) per epoch
-Progress = Union[bool, Callable[[str], None]]
+Progress = bool | Callable[[str], None]
 
 
 def stderr_is_terminal() -> bool:

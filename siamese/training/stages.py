@@ -14,8 +14,8 @@ import torch
 from index.locking import write_lock
 from index.outputs import check_output_directory, claim_output_directory
 
-from ..models.autoencoder import Autoencoder, reconstruction_loss
 from ..errors import SiameseError
+from ..models.autoencoder import Autoencoder, reconstruction_loss
 from ..models.saving import CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE
 from .loop import Checkpointer, EarlyStopping, HistoryCSV, TrainConfig, has_checkpoint, seconds_text
 

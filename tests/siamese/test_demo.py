@@ -18,13 +18,13 @@ def test_demo_writes_report_plots_model_and_index(tmp_path, capsys, monkeypatch)
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == "using 1 thread (--threads)"
-    assert re.search(r"^\[2/6\] pretraining .*: 3 epochs, ~[\d.]+ s$", out, re.M)
-    assert re.search(r"^\[3/6\] fine-tuning .*: 2 epochs, ~[\d.]+ s$", out, re.M)
+    assert re.search(r"^\[2/6\] pretraining .*: 3 epochs, ~[\d.]+ s$", out, re.MULTILINE)
+    assert re.search(r"^\[3/6\] fine-tuning .*: 2 epochs, ~[\d.]+ s$", out, re.MULTILINE)
     for stage, epochs in (("pretrain denoising", 3), ("finetune contrastive", 2)):
         assert [line.strip().split(",")[0] for line in lines if line.strip().startswith(stage)] == [
             f"{stage}: epoch {i}/{epochs}" for i in range(1, epochs + 1)]
-    assert re.search(r"^ +3 epochs \(mean [\d.]+ s/epoch, \d+ items/s\); final training loss", out, re.M)
-    assert re.search(r"^ +2 epochs \(mean .*; pseudo-pairs on \(k=5\)$", out, re.M)
+    assert re.search(r"^ +3 epochs \(mean [\d.]+ s/epoch, \d+ items/s\); final training loss", out, re.MULTILINE)
+    assert re.search(r"^ +2 epochs \(mean .*; pseudo-pairs on \(k=5\)$", out, re.MULTILINE)
     assert set(table) == {"raw pixels", "autoencoder", "fine-tuned", CLASSIFY_ROW}
     # every row votes among the 10 labelled items per class: raw pixels reach about 0.9 on digits
     assert all(0.0 <= v <= 1.0 for v in table.values()) and table["raw pixels"] > 0.8

@@ -10,8 +10,7 @@ import time
 import numpy as np
 import pytest
 
-import siamese.threads as threads
-from siamese import AutoencoderConfig, SiameseError, TrainConfig, load_items, pretrain
+from siamese import AutoencoderConfig, SiameseError, TrainConfig, load_items, pretrain, threads
 from siamese.threads import ThreadChoice, apply_threads, choose_threads
 from siamese.training import loop
 from siamese.training.finetune import FinetuneConfig, finetune
@@ -236,7 +235,7 @@ def test_pretrain_resume_refuses_a_finished_run_but_continues_an_interrupted_one
 def test_finetune_resume_refuses_nothing_to_resume(items, tmp_path):
     model = pretrain(items, CONFIG, TrainConfig(epochs=1, batch_size=16), progress=False)
     train = TrainConfig(epochs=2, batch_size=16)
-    kwargs = dict(labels=True, config=FinetuneConfig(pseudo_pairs=None), train=train, progress=False)
+    kwargs = {"labels": True, "config": FinetuneConfig(pseudo_pairs=None), "train": train, "progress": False}
     with pytest.raises(SiameseError, match="--resume: no interrupted run to resume"):
         finetune(model, items, out=tmp_path / "ft", resume=True, **kwargs)
     with pytest.raises(SiameseError, match="needs the output directory"):
