@@ -16,11 +16,11 @@ kept busy by other jobs, a pretraining step of the demo's digits autoencoder too
    (LOCAL_WORLD_SIZE), minus the cores other work keeps busy.
 
 "Other work" is the 1-minute load average, but only as far as the tasks runnable at this moment
-confirm it (/proc/loadavg, ourselves excluded): the average alone still counts a run that has just
-finished (say the previous command of a script) for about a minute after it ended, while the
-instant count alone is one noisy sample. Work that started only seconds ago is missed; `--threads`
-overrides. Busy cores are rounded to the nearest whole core (a core more than half busy is left
-alone) and at least one thread remains.
+confirm it (the median of a few readings of /proc/loadavg, ourselves excluded): the average alone
+still counts a run that has just finished (say the previous command of a script) for about a
+minute after it ended, while the instant count alone misses work that runs in bursts. Work that
+started only seconds ago is missed; `--threads` overrides. Busy cores are rounded to the nearest
+whole core (a core more than half busy is left alone) and at least one thread remains.
 
 No torch or faiss import here: choosing is cheap, `apply_threads` imports them when it runs.
 """
@@ -156,8 +156,9 @@ def other_work(siblings: int = 0) -> float:
 
 
 def running_now(samples: int = 5, interval: float = 0.004) -> int | None:
-    """Tasks runnable now, counting this one: the most of a few readings of /proc/loadavg's fourth
-    field over `samples * interval` seconds (one reading may catch a busy process between bursts)."""
+    """Tasks runnable now, counting this one: the median of a few readings of /proc/loadavg's
+    fourth field over `samples * interval` seconds (steady work shows in every reading, while a
+    kernel thread or a short command caught in one reading does not count)."""
     counts = []
     for i in range(samples):
         if i:
@@ -167,7 +168,7 @@ def running_now(samples: int = 5, interval: float = 0.004) -> int | None:
             counts.append(int(text.split()[3].split("/")[0]))  # type: ignore[union-attr]
         except (AttributeError, IndexError, ValueError):
             return None
-    return max(counts, default=None)
+    return sorted(counts)[len(counts) // 2] if counts else None
 
 
 def _omp_num_threads() -> int | None:

@@ -119,6 +119,9 @@ def test_quota_and_running_tasks_are_parsed(tmp_path, monkeypatch):
     loadavg.write_text("3.80 2.10 1.00 5/312 4242\n")
     assert threads.running_now(samples=2, interval=0) == 5
     assert threads.other_work() == pytest.approx(min(os.getloadavg()[0], 4))
+    readings = iter(["0.1 0.1 0.1 1/80 1", "0.1 0.1 0.1 3/80 1", "0.1 0.1 0.1 1/80 1"])  # one blip
+    monkeypatch.setattr(threads, "_read", lambda path: next(readings))
+    assert threads.running_now(samples=3, interval=0) == 1
 
 
 def test_apply_threads_sets_torch_and_faiss():
