@@ -2,6 +2,8 @@
 
     python benchmarks/startup.py              # 7 alternating repeats, median wall-clock seconds
     python benchmarks/startup.py --repeats 3
+    python benchmarks/startup.py --before DIR  # also the same commands of another checkout (e.g. an older
+                                               # commit: git worktree add DIR REV), run from inside DIR
 
 Rows: `siamese --help`, `siamese --version`, `siamese index info INDEX` (a 1000-item index) and, for
 scale, `python -c "import torch"` (what every command paid before commands imported lazily). The
@@ -24,15 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def seconds(argv: list[str]) -> float:
+def seconds(argv: list[str], cwd: Path | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--before", type=Path, help="a checkout of an older version to time beside this one")
     args = parser.parse_args()
     from index import VectorIndex
 
@@ -49,10 +52,15 @@ def main() -> None:
             "siamese index info INDEX": [*siamese, "index", "info", str(path)],
             'python -c "import torch"': [sys.executable, "-c", "import torch"],
         }
+        if args.before is not None:
+            before = ["env", f"PYTHONPATH={args.before.resolve()}", *siamese]  # -m finds DIR's package first
+            rows.update({"before: siamese --help": [*before, "--help"],
+                         "before: siamese --version": [*before, "--version"],
+                         "before: siamese index info INDEX": [*before, "index", "info", str(path)]})
         times: dict[str, list[float]] = {name: [] for name in rows}
         for _ in range(args.repeats):  # alternate, so load spikes hit every row alike
             for name, argv in rows.items():
-                times[name].append(seconds(argv))
+                times[name].append(seconds(argv, args.before if name.startswith("before") else ROOT))
     base = statistics.median(times['python -c "import numpy"'])
     print(f"| command | median s ({args.repeats} runs) | x numpy import |")
     print("|---|---|---|")

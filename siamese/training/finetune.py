@@ -256,6 +256,7 @@ def finetune(
             "metric": config.index_metric,
             "finetune": {
                 "config": config.to_dict(), "train": train.to_dict(), "parent_fingerprint": model.fingerprint(),
+                "threads": torch.get_num_threads(),
                 "n_labelled": int(len(labelled)) if labelled is not None else None,
                 "n_pairs": len(pairs) if pairs is not None else None,
                 "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,

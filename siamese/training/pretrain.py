@@ -60,7 +60,9 @@ def pretrain(
         "normalization": items.normalization.to_dict(),
         "preprocessing": items.preprocessing.to_dict(),
         "metric": "l2",
-        "pretrain": {"train": train.to_dict(), "items": len(items), "source": items.source},
+        # threads: results depend on the thread count (reduction order), so a repeat needs the same --threads
+        "pretrain": {"train": train.to_dict(), "items": len(items), "source": items.source,
+                     "threads": torch.get_num_threads()},
     }
     x = as_model_input(model, items)
     train_idx, val_idx = split_validation(len(x), train.val_fraction, train.seed)
