@@ -9,8 +9,8 @@ import json
 from collections import Counter
 
 from ..errors import SiameseError
-
 from .options import (
+    add_chunk_size_option,
     add_data_argument,
     add_data_options,
     add_index_argument,
@@ -140,7 +140,6 @@ def cmd_index_info(args: argparse.Namespace) -> int:
 def index_build_arguments(b: argparse.ArgumentParser) -> None:
     from index.kinds import KINDS
 
-    from ..models.model_input import CHUNK_ITEMS
     from .shards import add_shard_options
 
     add_model_argument(b, "the model that embeds DATA")
@@ -149,19 +148,17 @@ def index_build_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--kind", choices=("auto", *KINDS), default="auto",
                    help="faiss structure; auto: flat, hnsw or ivf by the number of items")
     b.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
-    b.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
+    add_chunk_size_option(b)
     add_shard_options(b)
     add_data_options(b)
 
 
 def index_add_arguments(a: argparse.ArgumentParser) -> None:
-    from ..models.model_input import CHUNK_ITEMS
-
     add_index_argument(a, "the index to extend (written by siamese index build)")
     add_model_argument(a, "the model that built INDEX")
     add_data_argument(a, "the items to add")
     a.add_argument("--labels", metavar="LABELS.csv", help="labels for (some of) the items, header key,label")
-    a.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
+    add_chunk_size_option(a)
     add_index_open_options(a)
     add_data_options(a)
 

@@ -133,6 +133,13 @@ def add_index_argument(parser: argparse.ArgumentParser, help: str = "an index fo
     parser.add_argument("index", metavar="INDEX", help=help)
 
 
+def add_chunk_size_option(parser: argparse.ArgumentParser) -> None:
+    from ..models.model_input import CHUNK_ITEMS
+
+    parser.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, metavar="N",
+                        help="items embedded at a time (bounds memory)")
+
+
 def add_output_dir_option(parser: argparse.ArgumentParser, metavar: str, kind: str, *, required: bool = True,
                           default: str | None = None, help: str | None = None) -> None:
     """`--out DIR` (a folder replaced as a whole) and `--overwrite`; the folder is checked before

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import SiameseError
 from .options import (
+    add_chunk_size_option,
     add_data_argument,
     add_data_options,
     add_model_argument,
@@ -147,8 +148,6 @@ def add_shard_options(build: argparse.ArgumentParser) -> None:
 def index_train_arguments(t: argparse.ArgumentParser) -> None:
     from index.kinds import IVF_KINDS
 
-    from ..models.model_input import CHUNK_ITEMS
-
         
     add_model_argument(t, "the model that embeds DATA")
     add_data_argument(t, "the items to sample from")
@@ -158,7 +157,7 @@ def index_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--pq-m", type=int, help="ivfpq: code bytes per vector (a divisor of the dimension)")
     t.add_argument("--sample", type=int, default=262144, help="items embedded to train on (seeded random sample)")
     t.add_argument("--seed", type=int, default=0, help="which items are sampled")
-    t.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
+    add_chunk_size_option(t)
     add_data_options(t)
 
 

@@ -66,7 +66,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..retrieval.evaluate import evaluate_model
-
     from .search import check_k
 
     check_k(args.k)

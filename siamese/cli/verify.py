@@ -8,6 +8,7 @@ import json
 
 from ..errors import SiameseError
 from .options import (
+    add_chunk_size_option,
     add_data_argument,
     add_data_options,
     add_index_argument,
@@ -102,12 +103,10 @@ def add_rebuild_parser(index_sub) -> None:
 
 
 def index_rebuild_arguments(r: argparse.ArgumentParser) -> None:
-    from ..models.model_input import CHUNK_ITEMS
-
     add_index_argument(r, "the index to re-embed in place")
     add_model_argument(r, "the model to embed with now")
     add_data_argument(r, "the items the index was built from")
-    r.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, help="items embedded at a time (bounds memory)")
+    add_chunk_size_option(r)
     r.add_argument("--untrusted", action="store_true",
                    help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
     add_data_options(r)
