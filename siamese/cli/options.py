@@ -33,7 +33,8 @@ def default_of(config: Any, field: str) -> Any:
 
 def add_general_options(parser: argparse.ArgumentParser, default) -> None:
     group = parser.add_argument_group("general")
-    group.add_argument("-q", "--quiet", action="store_true", default=default(False), help="no progress bars or per-epoch lines")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                       help="no progress bars or per-epoch lines")
     group.add_argument("--threads", type=int, default=default(None), metavar="N",
                        help="torch/faiss CPU threads (default: the physical cores, fewer when other work keeps "
                        "them busy)")

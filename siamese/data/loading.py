@@ -73,7 +73,8 @@ def _target_shape(shape: tuple[int, ...], channels: int | None, size: tuple[int,
     """Item shape after channel conversion / resizing; vectors accept neither."""
     if len(shape) != 3:
         if channels is not None or size is not None:
-            raise SiameseError(f"{what} holds vectors of shape {shape}; --channels and --image-size only apply to images")
+            raise SiameseError(f"{what} holds vectors of shape {shape}; --channels and --image-size only apply "
+                               "to images")
         return shape
     c = shape[0] if channels is None else channels
     without_alpha = shape[0] - 1 if shape[0] in (2, 4) else shape[0]

@@ -51,7 +51,8 @@ class AutoencoderConfig:
         if self.latent_dim <= 0:
             raise SiameseError(f"--latent-dim must be a positive integer, got {self.latent_dim}")
         if self.variant == "ksparse" and not 0 < self.k <= self.latent_dim:
-            raise SiameseError(f"--k must be in 1..--latent-dim ({self.latent_dim}) for the ksparse variant, got {self.k}")
+            raise SiameseError(f"--k must be in 1..--latent-dim ({self.latent_dim}) for the ksparse variant, "
+                               f"got {self.k}")
         for name in ("sparsity_weight", "contractive_weight", "beta"):
             if getattr(self, name) < 0:
                 raise SiameseError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

@@ -16,7 +16,8 @@ UNLABELLED = -1  # the label of an unlabelled item, as in sklearn.semi_supervise
 def check_X(estimator, X, *, reset: bool) -> np.ndarray:
     """X as a 2-D float array (float32 kept, anything else float64); NaN, inf, complex, sparse, 1-D
     and fewer than 2 rows at fit time are refused with ValueError / TypeError."""
-    return validate_data(estimator, X, reset=reset, dtype=(np.float64, np.float32), ensure_min_samples=2 if reset else 1)
+    return validate_data(estimator, X, reset=reset, dtype=(np.float64, np.float32),
+                         ensure_min_samples=2 if reset else 1)
 
 
 def check_X_y(estimator, X, y) -> tuple[np.ndarray, np.ndarray]:
