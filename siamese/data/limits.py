@@ -12,6 +12,10 @@ from __future__ import annotations
 # Pillow's decompression-bomb threshold: 0.25 GiB of RGBA pixels.
 MAX_PIXELS = 89_478_485
 
+# Side of the size images are resized to (--image-size, a model's preprocessing): one 4096 x 4096 RGB item
+# is already 200 MB of float32, and a typo such as --image-size 40000 must not ask for 19 GB per image.
+MAX_IMAGE_SIDE = 4096
+
 # Characters in one key or label (CSV cells, LABELS.csv, PAIRS.csv, .npz keys): keys name items in
 # indexes, label files and messages, and a field's width must not decide how much a table costs.
 # At most 4 UTF-8 bytes a character, so every accepted key fits index.metadata.MAX_TEXT_BYTES (4096).

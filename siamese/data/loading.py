@@ -19,7 +19,7 @@ from ..errors import SiameseError
 from . import sources
 from .item_set import ItemSet, check_unique_keys
 from .labels import check_known_keys, read_labels_csv
-from .limits import MAX_PIXELS
+from .limits import MAX_IMAGE_SIDE, MAX_PIXELS
 from .normalization import Normalization
 from .preprocessing import DEFAULT_RESIZE, Preprocessing, check_resize, resize_images
 from .sources import open_reader as _open_reader
@@ -27,8 +27,8 @@ from .sources.arrays import RowKeys
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Normalization", "Preprocessing", "ItemSet", "ItemChunks", "load_items", "iter_item_chunks", "read_labels_csv",
-           "describe_source"]
+__all__ = ["Normalization", "Preprocessing", "ItemSet", "ItemChunks", "load_items", "iter_item_chunks",
+           "read_labels_csv", "describe_source"]
 
 
 def describe_source(source: Any) -> str:
@@ -50,8 +50,9 @@ def _image_size(image_size: Any) -> tuple[int, int] | None:
         return None
     size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else \
         tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
-    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
-        raise SiameseError(f"--image-size {image_size!r}: expected N or H W, positive integers")
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                 and 0 < s <= MAX_IMAGE_SIDE for s in size):
+        raise SiameseError(f"--image-size {image_size!r}: expected N or H W, integers in 1..{MAX_IMAGE_SIDE}")
     return int(size[0]), int(size[1])
 
 

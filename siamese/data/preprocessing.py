@@ -18,6 +18,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import SiameseError
+from .limits import MAX_IMAGE_SIDE
 from .normalization import Normalization
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ class Preprocessing:
             raise SiameseError("preprocessing needs both image_size and channels (images) or neither (vectors)")
         if self.image_size is not None:
             size = tuple(self.image_size)
-            if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 4096
+            if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_IMAGE_SIDE
                                          for s in size):
                 raise SiameseError(f"invalid preprocessing image_size {self.image_size!r}; expected [H, W] of "
-                                   "ints in 1..4096")
+                                   f"ints in 1..{MAX_IMAGE_SIDE}")
             object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
             if self.channels not in (1, 3):
                 raise SiameseError(f"invalid preprocessing channels {self.channels!r}; expected 1 or 3")

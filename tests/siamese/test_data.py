@@ -359,6 +359,7 @@ BAD_INPUTS = {  # case: (call given the tmp folder, fragments the message must c
     "unknown sklearn": (lambda t: load_items("sklearn:iris"), ["sklearn:digits"]),
     "split on folder": (lambda t: load_items(t / "empty", split="train"), ["split"]),
     "vector image_size": (lambda t: load_items(V, image_size=4), ["--image-size"]),
+    "huge image_size": (lambda t: load_items(V, image_size=40000), ["--image-size 40000", "1..4096"]),
     "bad channels": (lambda t: load_items(V, channels=2), ["--channels 2"]),
     "bad on_error": (lambda t: load_items(V, on_error="ignore"), ["--on-error"]),
     "bad labels csv": (lambda t: read_labels_csv(t / "nan.csv"), ["key,label"]),
