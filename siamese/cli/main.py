@@ -20,7 +20,7 @@ from .options import OneLineParser, Subcommands, add_general_options, check_outp
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; given argv, only the commands it names get their arguments (see Subcommands)."""
     from ..version import __version__
-    from . import codes, index_commands, search, training, verify
+    from . import codes, index_commands, search, serve, training, verify
 
     parser = OneLineParser(
         prog="siamese", description="Metric learning on unlabeled data: pretrain an autoencoder, fine-tune it as a "
@@ -30,7 +30,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_general_options(parser, lambda value: value)
     wanted = None if argv is None else frozenset(argv)
     sub = Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), wanted)
-    for module in (training, index_commands, search, verify, codes):
+    for module in (training, index_commands, search, verify, codes, serve):
         module.register(sub)
     return parser
 

@@ -11,7 +11,7 @@ import logging
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -77,14 +77,10 @@ def make_pairs(a, b, label) -> Pairs:
     return pairs
 
 
-def read_pairs_csv(path: str | Path, keys: Sequence[str]) -> Pairs:
-    """PAIRS.csv with header `a,b,label` over item keys -> Pairs over item positions. Read row by row into
-    int64 arrays, so memory follows the number of pairs, not the Python objects of every row."""
+def iter_pairs_csv(path: str | Path) -> Iterator[tuple[int, str, str, str]]:
+    """(line number, a, b, label text) per row of a PAIRS.csv with header `a,b,label`, checked row by row
+    (field lengths, encoding, CSV syntax) so a hostile file costs what one row costs."""
     path = Path(path)
-    position = {key: i for i, key in enumerate(keys)}
-    a, b, labels = array("q"), array("q"), array("q")
-    unknown: list[str | None] = []
-    n_unknown, bad_label = 0, None
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -95,24 +91,43 @@ def read_pairs_csv(path: str | Path, keys: Sequence[str]) -> Pairs:
             for row in reader:
                 cells = (row["a"], row["b"], row["label"])
                 check_field(path, reader.line_num, cells)
-                ends = [position.get(cells[0], -1), position.get(cells[1], -1)]
-                for cell, at in zip(cells, ends):
-                    if at < 0:
-                        n_unknown += 1
-                        unknown += [cell] if len(unknown) < 3 else []
-                try:
-                    labels.append(int(cells[2]))  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    labels.append(0)
-                    bad_label = bad_label or reader.line_num
-                a.append(ends[0])
-                b.append(ends[1])
+                yield reader.line_num, *cells  # type: ignore[misc]
     except FileNotFoundError:
         raise SiameseError(f"pairs file {path} does not exist") from None
     except UnicodeDecodeError:
         raise SiameseError(f"{path} is not UTF-8 text; save the pairs file as UTF-8 CSV") from None
     except csv.Error as exc:
         raise SiameseError(f"cannot read pairs file {path}: {reason(exc)}; use a CSV with header a,b,label") from exc
+
+
+def pair_label(text: str | None) -> int | None:
+    """0 or 1 from a PAIRS.csv label cell; None for anything else."""
+    try:
+        value = int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if value in (0, 1) else None
+
+
+def read_pairs_csv(path: str | Path, keys: Sequence[str]) -> Pairs:
+    """PAIRS.csv with header `a,b,label` over item keys -> Pairs over item positions. Read row by row into
+    int64 arrays, so memory follows the number of pairs, not the Python objects of every row."""
+    position = {key: i for i, key in enumerate(keys)}
+    a, b, labels = array("q"), array("q"), array("q")
+    unknown: list[str | None] = []
+    n_unknown, bad_label = 0, None
+    for line, *cells in iter_pairs_csv(path):
+        ends = [position.get(cells[0], -1), position.get(cells[1], -1)]
+        for cell, at in zip(cells, ends):
+            if at < 0:
+                n_unknown += 1
+                unknown += [cell] if len(unknown) < 3 else []
+        label = pair_label(cells[2])
+        if label is None:
+            bad_label = bad_label or line
+        labels.append(label or 0)
+        a.append(ends[0])
+        b.append(ends[1])
     if n_unknown:
         raise SiameseError(f"{path}: {n_unknown} key(s) not among the items, e.g. {unknown}; "
                            "pair keys must match the item keys of DATA")

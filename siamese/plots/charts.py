@@ -42,7 +42,7 @@ NOT_LOSSES = frozenset({"epoch", "train_loss", "val_loss", "lr", "seconds", "ite
 # ---------------------------------------------------------------- latent map
 
 
-def _project(z: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str, str]:
+def project_2d(z: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str, str]:
     """(n, d) -> ((n, 2) coordinates, x label, y label) for d > 2 with "pca" or "tsne"."""
     n, d = z.shape
     if method == "tsne" and n < 4:
@@ -125,7 +125,7 @@ def plot_latent(z: np.ndarray, labels: Sequence[str | None] | None = None, path:
     else:
         used = method if method != "auto" else ("tsne" if n_all <= max_points else "pca")
         logger.info("projecting %d %d-D embeddings to 2-D with %s", n, d, used)
-        xy, xlabel, ylabel = _project(z, used, seed)
+        xy, xlabel, ylabel = project_2d(z, used, seed)
         used = {"pca": "PCA", "tsne": "t-SNE"}[used]
 
     fig = Figure(figsize=(8.0, 3.6 if d == 1 else 6.0), layout="constrained")

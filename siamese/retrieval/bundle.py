@@ -33,7 +33,7 @@ from ..errors import SiameseError
 from ..models.autoencoder import Autoencoder
 from ..models.checkpoint import load_model
 from ..models.saving import CONFIG_FILE, WEIGHTS_FILE, library_versions
-from .calibration import CALIBRATION_FILE, Calibration, check_calibration, find_calibration, load_calibration
+from .calibration import CALIBRATION_FILE, Calibration, calibration_with_index, load_calibration
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ def export_bundle(model_dir: str | Path, index_dir: str | Path, out: str | Path,
     model = load_model(model_dir)
     index = VectorIndex.load(index_dir, untrusted=untrusted_index)
     check_fresh(index, model, str(index_dir))
-    calibration = find_calibration(model_dir, model)
-    if calibration is None and "calibration" in index.info:
-        calibration = Calibration.from_dict(index.info["calibration"], f"{index_dir} info['calibration']")
-        check_calibration(calibration, model, f"the calibration stored in {index_dir}")
+    calibration = calibration_with_index(model_dir, model, index, str(index_dir))
     with atomic_directory(out, "bundle", overwrite=overwrite) as tmp:
         (tmp / MODEL_DIR).mkdir()
         for name in (CONFIG_FILE, WEIGHTS_FILE):

@@ -293,6 +293,16 @@ def find_calibration(model_dir: str | Path, model=None) -> Calibration | None:
     return load_calibration(model_dir, model)
 
 
+def calibration_with_index(model_dir: str | Path, model, index, where: str = "the index") -> Calibration | None:
+    """The model directory's calibration, else the one `index` carries in info["calibration"] (both
+    checked against `model`); None when neither exists."""
+    calibration = find_calibration(model_dir, model)
+    if calibration is None and "calibration" in index.info:
+        calibration = Calibration.from_dict(index.info["calibration"], f"{where} info['calibration']")
+        check_calibration(calibration, model, f"the calibration stored in {where}")
+    return calibration
+
+
 def check_calibration(calibration: Calibration, model, where: str = "the calibration") -> None:
     """Refuse a calibration whose model fingerprint or metric differs from `model`'s."""
     fingerprint = model.fingerprint()

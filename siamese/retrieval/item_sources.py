@@ -79,9 +79,12 @@ def sources_of_ids(info: dict, ids: np.ndarray) -> list[str | None]:
     return owner
 
 
-def read_indexed_items(index, keys: list[str], **load_options) -> dict[str, Any]:
-    """{key: ItemSet part holding it} for indexed `keys`, each read from its own recorded source,
-    every source read once. load_options go to load_items (normalisation, channels, size...)."""
+def read_indexed_items(index, keys: list[str], *, loaded: dict[str, Any] | None = None,
+                       **load_options) -> dict[str, Any]:
+    """{key: (ItemSet holding it, its position)} for indexed `keys`, each read from its own recorded
+    source, every source read once. load_options go to load_items (normalisation, channels, size...).
+    loaded: a cache {source: (ItemSet, {key: position})} of the sources read whole (files, datasets)
+    that the caller keeps across calls; folders are always read file by file."""
     from ..data.loading import load_items
 
     unique = list(dict.fromkeys(keys))
@@ -101,8 +104,13 @@ def read_indexed_items(index, keys: list[str], **load_options) -> dict[str, Any]
             items = load_items([str(_inside(Path(source), k)) for k in wanted], **options)
             found.update((k, (items, i)) for i, k in enumerate(wanted))
             continue
-        items = load_items(source, **options)
-        position = {key: i for i, key in enumerate(items.keys)}
+        cached = loaded.get(source) if loaded is not None else None
+        if cached is None:
+            items = load_items(source, **options)
+            cached = (items, {key: i for i, key in enumerate(items.keys)})
+            if loaded is not None:
+                loaded[source] = cached
+        items, position = cached
         gone = [k for k in wanted if k not in position]
         if gone:
             raise SiameseError(f"{len(gone)} indexed item(s) are no longer in {source} (e.g. {gone[0]!r}); "

@@ -19,7 +19,7 @@ MAX_TOP_LEVEL_MODULES = 8
 # training and retrieval are peers (neither imports the other), and so are cli and sklearn (the
 # scikit-learn estimators, which nothing else imports); the top may import anything.
 RANKS = {"errors": 0, "memory": 0, "version": 0, "threads": 1, "data": 1, "models": 2, "inference": 3, "training": 4,
-         "retrieval": 4, "plots": 1, "demo": 8, "cli": 9, "sklearn": 9, "": 10, "__main__": 10}
+         "retrieval": 4, "plots": 1, "serve": 5, "demo": 8, "cli": 9, "sklearn": 9, "": 10, "__main__": 10}
 
 
 def room(module: str) -> str:

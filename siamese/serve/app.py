@@ -1,0 +1,300 @@
+"""The FastAPI application over a Service: routes, the bearer token, the upload limit, errors as JSON
+`{"error": ...}`, the page under `/` and the OpenAPI page under `/docs` (its assets come from the
+swagger-ui-bundle package, so it works offline). The API is described in docs/serve.md."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from index.errors import VectorIndexError
+
+from ..errors import SiameseError
+from ..version import __version__
+from .config import ServeConfig
+from .errors import RequestError, Unauthorized
+from .service import Query, Service
+from .uploads import items_from_upload
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+OPEN_PATHS = ("/", "/health", "/docs", "/openapi.json")  # and /static/*, /docs-assets/*: no token needed
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+# ---------------------------------------------------------------- request bodies (for the OpenAPI page)
+
+class ItemRef(BaseModel):
+    key: str | None = Field(None, description="key of an indexed item")
+    vector: list[float] | None = Field(None, description="an embedding of the index's dimension")
+
+
+class SearchBody(ItemRef):
+    k: int = Field(9, description="how many neighbours (5 for /classify)")
+
+
+class VerifyBody(BaseModel):
+    a: ItemRef
+    b: ItemRef
+
+
+class PairBody(BaseModel):
+    a: str = Field(description="key of an indexed item")
+    b: str = Field(description="key of another indexed item")
+    label: int = Field(description="1 same, 0 different")
+
+
+def _body(model: type[BaseModel], files: tuple[str, ...] = (), k: bool = False) -> dict[str, Any]:
+    """openapi_extra documenting a JSON body (and, given file fields, the multipart alternative)."""
+    content: dict[str, Any] = {"application/json": {"schema": model.model_json_schema()}}
+    if files:
+        properties: dict[str, Any] = {name: {"type": "string", "format": "binary"} for name in files}
+        if k:
+            properties["k"] = {"type": "integer"}
+        schema = {"type": "object", "properties": properties, "required": list(files)}
+        content["multipart/form-data"] = {"schema": schema}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+# ---------------------------------------------------------------- middleware
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answer 413 to a request body over `max_bytes`, by its Content-Length or while it streams in: a
+    large upload is never read whole."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = f"the request body is larger than this server's limit of {self.max_bytes / 2**20:g} MB " \
+                "(--max-upload-mb)"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await _error(413 if declared.isdigit() else 400,
+                                limit if declared.isdigit() else "invalid Content-Length")(scope, receive, send)
+        received, started = 0, False
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except _BodyTooLarge:
+            if not started:
+                await _error(413, limit)(scope, receive, send)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------- reading queries
+
+async def _form(request: Request):
+    try:
+        return await request.form(max_files=2, max_fields=8)
+    except HTTPException as exc:
+        raise RequestError(f"cannot read the form: {exc.detail}") from None
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError("the body is not valid JSON; send JSON or a multipart form with an image file") from None
+    if not isinstance(body, dict):
+        raise RequestError("the JSON body must be an object, e.g. {\"key\": \"...\", \"k\": 9}")
+    return body
+
+
+def _is_form(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def _upload(service: Service, form, field: str) -> Query:
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise RequestError(f"the form needs a file field {field!r} holding an image")
+    data = await upload.read()
+    name = upload.filename or field
+    items = await run_in_threadpool(items_from_upload, data, name, service.model.preprocessing)
+    return Query(items=items)
+
+
+def _reference(body: Any, name: str) -> Query:
+    if not isinstance(body, dict) or ("key" in body) == ("vector" in body):
+        raise RequestError(f"{name} must be an object with exactly one of \"key\" or \"vector\"")
+    return Query(key=body.get("key"), vector=body.get("vector"))
+
+
+def _k(text: Any) -> Any:
+    """k from a form field (text) or JSON (a number already)."""
+    if isinstance(text, str):
+        try:
+            return int(text)
+        except ValueError:
+            raise RequestError(f"k must be a whole number, got {text[:20]!r}") from None
+    return text
+
+
+async def _query_and_k(service: Service, request: Request, default_k: int) -> tuple[Query, Any]:
+    if _is_form(request):
+        form = await _form(request)
+        return await _upload(service, form, "image"), _k(form.get("k", default_k))
+    body = await _json(request)
+    return _reference(body, "the body"), _k(body.get("k", default_k))
+
+
+# ---------------------------------------------------------------- the application
+
+def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
+    """The ASGI application serving `service` (run it with uvicorn; test it with fastapi's TestClient)."""
+    config = config or service.config
+    app = FastAPI(title="siamese", version=__version__, docs_url=None, redoc_url=None,
+                  description="Search, classify and verify items with a siamese model and its index; label pairs "
+                  "for fine-tuning. Errors are JSON {\"error\": \"...\"}.")
+    token = config.token.encode() if config.token else None
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        path = request.url.path
+        if token is not None and path not in OPEN_PATHS and not path.startswith(("/static/", "/docs-assets/")):
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+                error = Unauthorized("this server needs a token: send the header `Authorization: Bearer TOKEN` "
+                                     "(the --token the server was started with)")
+                return _error(error.status, str(error), {"WWW-Authenticate": "Bearer"})
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(SiameseError)
+    @app.exception_handler(VectorIndexError)
+    async def library_error(request: Request, exc: Exception):
+        return _error(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(422, f"{where or 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        message = "no such page or endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
+        return _error(exc.status_code, message)
+
+    # -------------------------------------------------------------- pages
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
+                                                            "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="siamese API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    # -------------------------------------------------------------- the API
+
+    @app.get("/health", summary="200 once the model and index are loaded")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/info", summary="What is served: the index, the model, its calibration, labelling")
+    async def info():
+        return await run_in_threadpool(service.info)
+
+    @app.post("/search", summary="The k nearest indexed items of a key, a vector or an uploaded image",
+              openapi_extra=_body(SearchBody, ("image",), k=True))
+    async def search(request: Request):
+        query, k = await _query_and_k(service, request, 9)
+        return await run_in_threadpool(service.search, query, k)
+
+    @app.post("/classify", summary="A label by the vote of the k nearest labelled items",
+              openapi_extra=_body(SearchBody, ("image",), k=True))
+    async def classify(request: Request):
+        query, k = await _query_and_k(service, request, 5)
+        return await run_in_threadpool(service.classify, query, k)
+
+    @app.post("/verify", summary="Same or different: the distance between two items and P(same) when calibrated",
+              openapi_extra=_body(VerifyBody, ("a", "b")))
+    async def verify(request: Request):
+        if _is_form(request):
+            form = await _form(request)
+            a, b = await _upload(service, form, "a"), await _upload(service, form, "b")
+        else:
+            body = await _json(request)
+            a, b = _reference(body.get("a"), "a"), _reference(body.get("b"), "b")
+        return await run_in_threadpool(service.verify, a, b)
+
+    @app.get("/items/{item_id}", summary="Key and label of an indexed item")
+    async def item(item_id: int):
+        return await run_in_threadpool(service.item, item_id)
+
+    @app.get("/items/{item_id}/image", summary="An indexed item as PNG, as the model sees it",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def item_image(item_id: int):
+        data = await run_in_threadpool(service.item_png, item_id)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/map", summary="A 2-D map of (a sample of) the indexed items, x and y in 0..1")
+    async def latent_map():
+        return await run_in_threadpool(service.latent_map)
+
+    @app.get("/pairs/next", summary="The pair the model is least sure of, not yet shown or labelled")
+    async def next_pair():
+        return await run_in_threadpool(service.next_pair)
+
+    @app.post("/pairs", summary="Record a same (1) / different (0) label in --pairs-out",
+              openapi_extra=_body(PairBody))
+    async def record_pair(request: Request):
+        body = await _json(request)
+        return await run_in_threadpool(service.record_pair, body.get("a"), body.get("b"), body.get("label"))
+
+    return app
