@@ -172,7 +172,8 @@ def _k(text: Any) -> Any:
 async def _query_and_k(service: Service, request: Request, default_k: int) -> tuple[Query, Any]:
     if _is_form(request):
         form = await _form(request)
-        return await _upload(service, form, "image"), _k(form.get("k", default_k))
+        k = _k(form.get("k", default_k))  # checked before the upload is decoded
+        return await _upload(service, form, "image"), k
     body = await _json(request)
     return _reference(body, "the body"), _k(body.get("k", default_k))
 

@@ -26,16 +26,17 @@ def image_suffix(data: bytes) -> str | None:
 def items_from_upload(data: bytes, name: str, preprocessing) -> ItemSet:
     """One uploaded image as an ItemSet of one item keyed `name`, through the model's preprocessing."""
     if not data:
-        raise RequestError(f"the upload {name!r} is empty; send an image file ({KINDS})")
+        raise RequestError(f"the upload {name[:80]!r} is empty; send an image file ({KINDS})")
     suffix = image_suffix(data)
     if suffix is None:
-        raise RequestError(f"the upload {name!r} is not an image this server reads; send {KINDS}")
+        raise RequestError(f"the upload {name[:80]!r} is not an image this server reads; send {KINDS}")
     with tempfile.TemporaryDirectory(prefix="siamese-upload-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
         try:
             items = load_items([str(path)], preprocessing=preprocessing, on_error="raise")
-        except SiameseError as exc:
-            raise RequestError(f"cannot read the upload {name!r}: {str(exc).replace(str(path), 'it')}") from None
+        except SiameseError as exc:  # the loader's advice speaks of CLI flags: keep only what went wrong
+            detail = str(exc).replace(str(path), "it").split(";")[0]
+            raise RequestError(f"cannot read the upload {name[:80]!r}: {detail}; send a whole {KINDS} image") from None
     return ItemSet(x=items.x, keys=[name], labels=None, normalization=items.normalization, source="upload",
                    resize=items.resize)
