@@ -17,6 +17,7 @@ import contextlib
 import csv
 import functools
 import logging
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from .inference.embed import embed, reconstruct
 from .models.autoencoder import AutoencoderConfig
 from .retrieval.evaluate import knn_accuracy
 from .retrieval.indexing import build_index
+from .retrieval.item_sources import record_source
 from .threads import ThreadChoice, apply_threads, choose_threads
 from .training.finetune import FinetuneConfig, finetune
 from .training.loop import TrainConfig, seconds_text
@@ -141,6 +143,7 @@ def _run_demo(out: Path, dataset: str, *, progress: bool, config: DemoConfig, th
     say(f"[4/6] indexing the training items ({len(known)} of them labelled) and classifying the held-out "
         f"items by their {config.k} nearest neighbours, labels propagated over the index")
     index = build_index(tuned, train, labels=known)
+    record_source(index, dataset, 0, index.next_id)  # `siamese serve` reads the indexed digits back from it
     index.save(out / "index")
     predicted = KNNClassifier(propagated_index(index), k=config.k).predict(embed(tuned, held))
     _write_predictions(out / "predictions.csv", held, predicted)
@@ -189,6 +192,8 @@ def _run_demo(out: Path, dataset: str, *, progress: bool, config: DemoConfig, th
     say(f"most anomalous held-out items: {', '.join(held.keys[i] for i in top[:5])}")
     say(f"report: {out / 'report.md'}   plots: {figures}/   index: {out / 'index'}   "
         f"models: {out / 'model-ae'}, {out / 'model-finetuned'}")
+    say(f"search, browse and label in a web page: siamese serve {shlex.quote(str(out / 'index'))} {shlex.quote(str(out / 'model-finetuned'))} "
+        f"--pairs-out {shlex.quote(str(out / 'pairs.csv'))}   (then open http://127.0.0.1:8000/)")
     say(f"done in {seconds:.0f} s")
     return table
 

@@ -1,7 +1,8 @@
 """Which pair a person should label next: the ones the model is least sure of.
 
-Candidates are each sampled item and its k nearest neighbours. A pair comes first when the
-neighbours' labels disagree (the kNN vote around it is split), then by how close its distance lies
+Candidates are each sampled item with its k nearest neighbours, and, where the k nearest labelled
+items vote for different labels (a split kNN vote), with the nearest labelled item of each of
+those labels. Split-vote pairs come first, then pairs by how close their distance lies
 to the same/different threshold: the calibrated one, or, for an uncalibrated model, the median
 distance to the k-th neighbour (a rough estimate the reason says it is). Pairs of two labelled
 items come last: their labels answer them already, unless a label is wrong.
@@ -15,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from index import KNNClassifier
+
 
 @dataclass(frozen=True)
 class PairProposal:
@@ -24,27 +27,42 @@ class PairProposal:
     reason: str
 
 
-def _split_votes(labels: np.ndarray) -> np.ndarray:
-    """(n,) bool: the labelled ones among each row's items (n, k + 1) carry two or more labels."""
-    out = np.zeros(len(labels), dtype=bool)
-    for row, values in enumerate(labels):
-        out[row] = len({v for v in values if v is not None}) >= 2
-    return out
+def _split_vote_pairs(index, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(a, b, distance) pairs of each item whose k nearest labelled items vote for two or more
+    labels, with the nearest labelled item of every label in that vote: labelling one of them
+    settles the item's class."""
+    if not index.has_labels:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    near = KNNClassifier(index, k=k).kneighbors(vectors)
+    a, b, distance = [], [], []
+    for row, labels in enumerate(near.labels):
+        first = {}
+        for column, label in enumerate(labels.tolist()):
+            if label is not None and near.ids[row, column] >= 0:
+                first.setdefault(label, column)
+        if len(first) >= 2:
+            for column in first.values():
+                a.append(ids[row])
+                b.append(near.ids[row, column])
+                distance.append(near.distances[row, column])
+    return np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(distance, np.float64)
 
 
 def propose_pairs(index, ids: np.ndarray, *, threshold: float | None, k: int = 5) -> list[PairProposal]:
-    """Ranked proposals among `ids` and their k nearest indexed neighbours (most uncertain first)."""
+    """Ranked proposals among `ids` and their nearest indexed neighbours (most uncertain first)."""
     if len(index) < 2 or len(ids) == 0:
         return []
     k = min(k, len(index) - 1)
-    hits = index.search(index.reconstruct(ids), k + 1)
-    own = index.labels_for_ids(ids)
-    a = np.repeat(ids, k + 1)
-    b, distance = hits.ids.ravel(), hits.distances.ravel().astype(np.float64)
-    labels_b = hits.labels.ravel()
-    labels_a = np.repeat(own, k + 1)
-    split = np.repeat(_split_votes(np.column_stack([own, hits.labels])), k + 1)
+    vectors = index.reconstruct(ids)
+    hits = index.search(vectors, k + 1)
+    split_a, split_b, split_distance = _split_vote_pairs(index, ids, vectors, k)
+    a = np.concatenate([split_a, np.repeat(ids, k + 1)])
+    b = np.concatenate([split_b, hits.ids.ravel()])
+    distance = np.concatenate([split_distance, hits.distances.ravel().astype(np.float64)])
+    split = np.arange(len(a)) < len(split_a)
     keep = (b >= 0) & (a != b)
+    a, b, distance, split = a[keep], b[keep], distance[keep], split[keep]
+    labels_a, labels_b = index.labels_for_ids(a), index.labels_for_ids(b)
     known = (labels_a != None) & (labels_b != None)  # noqa: E711 (elementwise on object arrays)
     if threshold is None:
         kth = hits.distances[:, -1]
@@ -52,8 +70,7 @@ def propose_pairs(index, ids: np.ndarray, *, threshold: float | None, k: int = 5
         about = f"the median distance to the {k}th neighbour, {threshold:.4g} (not calibrated)"
     else:
         about = f"the calibrated threshold {threshold:.4g}"
-    lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
-    distance, split, known = distance[keep], split[keep], known[keep]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
     order = np.lexsort((np.abs(distance - threshold), ~split, known))
     seen: set[tuple[int, int]] = set()
     out = []
@@ -62,10 +79,9 @@ def propose_pairs(index, ids: np.ndarray, *, threshold: float | None, k: int = 5
         if pair in seen:
             continue
         seen.add(pair)
-        why = f"distance {distance[i]:.4g} is near {about}"
-        prefix = "both are labelled, " if known[i] else ""
-        prefix += "their neighbours' labels disagree; " if split[i] else ""
-        out.append(PairProposal(*pair, float(distance[i]), prefix + why))
+        prefix = "both are labelled; " if known[i] else ""
+        prefix += "the labelled items nearest to one of them vote for different labels; " if split[i] else ""
+        out.append(PairProposal(*pair, float(distance[i]), f"{prefix}distance {distance[i]:.4g} is near {about}"))
     return out
 
 
