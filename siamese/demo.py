@@ -192,8 +192,9 @@ def _run_demo(out: Path, dataset: str, *, progress: bool, config: DemoConfig, th
     say(f"most anomalous held-out items: {', '.join(held.keys[i] for i in top[:5])}")
     say(f"report: {out / 'report.md'}   plots: {figures}/   index: {out / 'index'}   "
         f"models: {out / 'model-ae'}, {out / 'model-finetuned'}")
-    say(f"search, browse and label in a web page: siamese serve {shlex.quote(str(out / 'index'))} {shlex.quote(str(out / 'model-finetuned'))} "
-        f"--pairs-out {shlex.quote(str(out / 'pairs.csv'))}   (then open http://127.0.0.1:8000/)")
+    serve = " ".join(shlex.quote(str(out / name)) for name in ("index", "model-finetuned"))
+    say(f"search, browse and label in a web page: siamese serve {serve} --pairs-out "
+        f"{shlex.quote(str(out / 'pairs.csv'))}   (then open http://127.0.0.1:8000/)")
     say(f"done in {seconds:.0f} s")
     return table
 
