@@ -4,7 +4,9 @@ import re
 
 import torch
 
+from index import VectorIndex
 from siamese.demo import CLASSIFY_ROW, DemoConfig, run_demo
+from siamese.retrieval.item_sources import item_arrays
 from siamese.threads import ThreadChoice
 from siamese.training import loop
 
@@ -35,6 +37,10 @@ def test_demo_writes_report_plots_model_and_index(tmp_path, capsys, monkeypatch)
         assert (tmp_path / "demo" / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     for name in ("model-ae", "model-finetuned", "index"):
         assert (tmp_path / "demo" / name).is_dir()
+    assert f"siamese serve {tmp_path / 'demo' / 'index'} {tmp_path / 'demo' / 'model-finetuned'}" in out
+    index = VectorIndex.load(tmp_path / "demo" / "index")  # the served index can show its digits
+    shown = item_arrays(index, index.keys_for_ids(index.ids[:3]))
+    assert shown.shape == (3, 1, 8, 8) and shown.std() > 0
     assert len((tmp_path / "demo" / "predictions.csv").read_text().splitlines()) == 1 + 359
     labelled = (tmp_path / "demo" / "model-finetuned" / "labels-used.csv").read_text().splitlines()
     assert len(labelled) == 1 + 100 and "100 labelled references" in out

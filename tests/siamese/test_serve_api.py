@@ -237,6 +237,8 @@ def test_labels_are_appended_in_the_format_finetune_reads(workspace, tmp_path):
     assert rows == [["a", "b", "label"]] + [[a, b, str(y)] for (a, b), y in zip(shown, (1, 0, 1))]
     keys = [f"{c}/{i}.png" for c in "01" for i in range(12)]
     assert len(read_pairs_csv(labels, keys)) == 3
+    assert main(["finetune", str(workspace / "tuned"), str(workspace / "images"), "--pairs", str(labels), "--out",
+                 str(tmp_path / "again"), "--epochs", "1", "--batch-size", "8", "-q"]) == 0  # the loop closes
     again = api.post("/pairs", json={"a": shown[0][1], "b": shown[0][0], "label": 1})
     assert again.json()["labelled"] == 3  # the same label again: nothing added
     assert "already labelled 1" in error_of(api.post("/pairs", json={"a": shown[0][0], "b": shown[0][1], "label": 0}),
