@@ -42,14 +42,15 @@ def serve_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from ..serve.config import TOKEN_ENVIRONMENT, ServeConfig
+    from ..serve.config import MAX_MAP_SIZE, TOKEN_ENVIRONMENT, ServeConfig
 
     if not 0 <= args.port <= 65535:
         raise SiameseError(f"--port must be between 0 and 65535, got {args.port}")
     if not 0 < args.max_upload_mb <= 1024:
         raise SiameseError(f"--max-upload-mb must be above 0 and at most 1024, got {args.max_upload_mb:g}")
-    if args.map_size < 1:
-        raise SiameseError(f"--map-size must be at least 1, got {args.map_size}")
+    if not 1 <= args.map_size <= MAX_MAP_SIZE:
+        raise SiameseError(f"--map-size must be between 1 and {MAX_MAP_SIZE:,} (a map of more points is no "
+                           f"easier to read), got {args.map_size}")
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENVIRONMENT) or None
     if token is not None and (not token.strip() or not token.isprintable() or len(token) > 4096):
         raise SiameseError("--token must be printable text without surrounding spaces, at most 4096 characters")

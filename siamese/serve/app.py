@@ -20,13 +20,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from index.errors import VectorIndexError
 
 from ..errors import SiameseError
 from ..version import __version__
-from .config import ServeConfig
-from .errors import RequestError, Unauthorized
+from .config import LOOPBACK_HOSTS, ServeConfig
+from .errors import RequestError, Unauthorized, UnsupportedType
 from .service import Query, Service
 from .uploads import items_from_upload
 
@@ -130,9 +131,13 @@ async def _form(request: Request):
 
 
 async def _json(request: Request) -> dict[str, Any]:
+    """The JSON object of a request that says it is JSON (a form another site's page posts cannot be)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedType("send the body as JSON with `Content-Type: application/json` (or, where an image "
+                              "is asked for, a multipart form)")
     try:
         body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RequestError("the body is not valid JSON; send JSON or a multipart form with an image file") from None
     if not isinstance(body, dict):
         raise RequestError("the JSON body must be an object, e.g. {\"key\": \"...\", \"k\": 9}")
@@ -203,6 +208,8 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    if config.host in LOOPBACK_HOSTS:  # another site's page cannot reach us through a rebound DNS name
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):

@@ -8,6 +8,7 @@ from pathlib import Path
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENVIRONMENT = "SIAMESE_SERVE_TOKEN"
 MAP_METHODS = ("tsne", "pca")
+MAX_MAP_SIZE = 100_000
 
 
 @dataclass(frozen=True)

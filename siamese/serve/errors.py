@@ -29,3 +29,7 @@ class Conflict(RequestError):
 
 class TooLarge(RequestError):
     status = 413
+
+
+class UnsupportedType(RequestError):
+    status = 415

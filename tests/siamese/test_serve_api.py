@@ -34,7 +34,7 @@ def workspace(tmp_path_factory) -> Path:
 
 def client(workspace: Path, model: Path | None = None, index: Path | None = None, **config) -> TestClient:
     service = Service.load(index or workspace / "index", model or workspace / "tuned", ServeConfig(**config))
-    return TestClient(create_app(service))
+    return TestClient(create_app(service), base_url="http://127.0.0.1")
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +118,10 @@ def test_bad_search_requests_get_one_line_errors(api, body, status, words):
 
 
 def test_malformed_bodies_and_uploads_are_refused(api):
-    assert "not valid JSON" in error_of(api.post("/search", content=b"{nope", headers={"content-type":
-                                                                                          "application/json"}), 422)
+    json_type = {"content-type": "application/json"}
+    assert "not valid JSON" in error_of(api.post("/search", content=b"{nope", headers=json_type), 422)
+    assert "not valid JSON" in error_of(api.post("/search", content=b"[" * 100_000, headers=json_type), 422)
+    assert "Content-Type: application/json" in error_of(api.post("/search", content=b'{"key": "0/1.png"}'), 415)
     assert "not an image" in error_of(api.post("/search", files={"image": ("x.png", b"hello")}), 422)
     assert "is empty" in error_of(api.post("/search", files={"image": ("x.png", b"")}), 422)
     assert "file field 'image'" in error_of(api.post("/search", data={"k": "3"}, files={"other": ("a", b"1")}), 422)
@@ -297,6 +299,12 @@ def test_proposals_put_split_votes_first_then_pairs_nearest_the_threshold(calibr
         assert gaps == sorted(gaps)
 
 
+def test_a_loopback_server_refuses_other_host_names(workspace):
+    rebound = TestClient(create_app(Service.load(workspace / "index", workspace / "tuned", ServeConfig())),
+                         base_url="http://attacker.example")
+    assert rebound.get("/info").status_code == 400
+
+
 def test_the_token_guards_the_api_but_not_the_page(workspace):
     api = client(workspace, token="s3cret")
     assert api.get("/health").status_code == 200 and api.get("/").status_code == 200
@@ -327,7 +335,7 @@ def test_a_vector_index_serves_without_images(tmp_path):
                  "--batch-size", "8", "-q"]) == 0
     assert main(["index", "build", str(tmp_path / "model"), str(data), "--out", str(tmp_path / "index"), "-q"]) == 0
     service = Service.load(tmp_path / "index", tmp_path / "model", ServeConfig(map_method="pca"))
-    api = TestClient(create_app(service))
+    api = TestClient(create_app(service), base_url="http://localhost")
     assert api.get("/info").json()["images"] is False
     assert "vectors, not images" in error_of(api.get("/items/0/image"), 404)
     assert len(api.post("/search", json={"key": "0", "k": 3}).json()["results"]) == 3
