@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import socket
-import sys
 from pathlib import Path
 
 from ..errors import SiameseError
@@ -99,13 +98,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     index_path, model_path = _paths(args.index, args.model)
     say = print if not args.quiet else (lambda *a, **k: None)
+    if config.pairs_out is not None:
+        PairsLog(config.pairs_out)  # a --pairs-out that is not a pairs file is refused before the slow part
+    sock = bind(config.host, config.port)
     if config.host not in LOOPBACK_HOSTS:
         logging.getLogger(__name__).warning(
             "listening on %s: anyone who can reach this port can query the index and see its items%s", config.host,
             "" if config.token else "; set --token to require a password")
-    if config.pairs_out is not None:
-        PairsLog(config.pairs_out)  # a --pairs-out that is not a pairs file is refused before the slow part
-    sock = bind(config.host, config.port)
     say(f"loading model {model_path} and index {index_path}, drawing the map, choosing pairs to label...",
         flush=True)
     service = Service.load(index_path, model_path, config)
@@ -122,6 +121,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     say("Ctrl-C stops", flush=True)
     server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=5))
-    server.run(sockets=[sock])
-    sys.stdout.flush()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then passed Ctrl-C on: the way to stop it
+        pass
+    say("stopped", flush=True)
     return 0

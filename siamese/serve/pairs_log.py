@@ -19,6 +19,7 @@ from index.locking import write_lock
 from index.outputs import check_output_file
 
 from ..data.pairs import iter_pairs_csv, pair_label
+from ..errors import SiameseError
 from .errors import Conflict, RequestError
 
 HEADER = ("a", "b", "label")
@@ -54,12 +55,15 @@ class PairsLog:
         if size == 0:
             return {}
         labels: dict[tuple[str, str], int] = {}
-        for line, a, b, text in iter_pairs_csv(self.path):
-            label = pair_label(text)
-            if label is None or not a or not b:
-                raise RequestError(f"--pairs-out {self.path} line {line} is not a pair `a,b,label` with label 0 or "
-                                   "1; fix it or give a new file")
-            labels[_pair(a, b)] = label
+        try:
+            for line, a, b, text in iter_pairs_csv(self.path):
+                label = pair_label(text)
+                if label is None or not a or not b:
+                    raise RequestError(f"line {line} is not a pair `a,b,label` with label 0 or 1")
+                labels[_pair(a, b)] = label
+        except SiameseError as exc:
+            raise RequestError(f"--pairs-out {self.path} is not a pairs file labels can be added to ({exc}); give a "
+                               "new file name or a PAIRS.csv (nothing else is ever overwritten)") from None
         return labels
 
     def record(self, a: str, b: str, label: int) -> int:

@@ -26,8 +26,8 @@ from ..inference.embed import embed
 from ..models.autoencoder import Autoencoder
 from ..models.checkpoint import load_model
 from ..models.metrics import METRICS, pair_distances
+from ..retrieval.bundle import check_fresh
 from ..retrieval.calibration import Calibration, calibration_with_index
-from ..retrieval.indexing import open_index
 from ..version import __version__
 from .config import ServeConfig
 from .errors import NotFound, ReadOnly, RequestError
@@ -72,7 +72,8 @@ class Service:
     def load(cls, index_path: str | Path, model_path: str | Path, config: ServeConfig) -> Service:
         """Load MODEL and INDEX (refusing an index another model built) and prepare map and proposals."""
         model = load_model(model_path)
-        index = open_index(index_path, model, untrusted=config.untrusted)
+        index = VectorIndex.load(index_path, untrusted=config.untrusted)
+        check_fresh(index, model, str(index_path))  # vectors of another model would answer nonsense
         calibration = calibration_with_index(model_path, model, index, str(index_path))
         return cls(model, index, calibration, config)
 
