@@ -13,9 +13,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from torchvision.io import write_png
 
-from siamese.data.loading import (ItemSet, Normalization, describe_source, iter_item_chunks, load_items,
-                          read_labels_csv)
+from siamese.data.loading import ItemSet, Normalization, describe_source, iter_item_chunks, load_items, read_labels_csv
 from siamese.errors import SiameseError
 
 MNIST_DIR = Path(__file__).resolve().parents[1] / "data" / "mnist"
@@ -311,8 +311,16 @@ def test_sklearn_digits() -> None:
     items = load_items("sklearn:digits")
     assert len(items) == 1797 and items.item_shape == (1, 8, 8)
     assert float(items.x.min()) >= 0 and float(items.x.max()) == 1.0
-    assert items.normalization == Normalization(0.0, 16.0)
+    assert items.normalization == Normalization(0.0, 255.0)  # the range of 8-bit image files
     assert items.label_codes()[1] == [str(d) for d in range(10)]
+
+
+def test_a_png_of_a_digit_loads_as_the_dataset_item(tmp_path: Path) -> None:
+    items = load_items("sklearn:digits")
+    pixels = torch.round(items.x[5] * 255).to(torch.uint8)
+    write_png(pixels, str(tmp_path / "five.png"))
+    again = load_items([str(tmp_path / "five.png")], preprocessing=items.preprocessing)
+    assert torch.allclose(again.x[0], items.x[5], atol=1 / 255)
 
 
 def test_torchvision_dataset_from_local_files(tmp_path: Path) -> None:

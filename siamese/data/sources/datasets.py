@@ -102,12 +102,13 @@ def mnist_idx_reader(folder: Path, split: str | None) -> ArrayReader:
 
 
 def digits_reader() -> ArrayReader:
-    """scikit-learn's embedded 8x8 digits: 1797 images with values 0..16."""
+    """scikit-learn's embedded 8x8 digits: 1797 images, their 0..16 values brought to the 0..255 of 8-bit
+    image files, so a model trained on them takes a PNG of a digit (an upload, a query file) as it is."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return ArrayReader(d.images.reshape(-1, 1, 8, 8), "sklearn digits", labels=d.target.astype(str).tolist(),
-                       fixed_norm=(0.0, 16.0))
+    pixels = d.images.reshape(-1, 1, 8, 8) * (255.0 / 16.0)
+    return ArrayReader(pixels, "sklearn digits", labels=d.target.astype(str).tolist(), fixed_norm=(0.0, 255.0))
 
 
 def torchvision_reader(name: str, root: str | Path | None, download: bool, split: str | None) -> ArrayReader:
