@@ -189,9 +189,9 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
     """The ASGI application serving `service` (run it with uvicorn; test it with fastapi's TestClient)."""
     config = config or service.config
     app = FastAPI(title="siamese", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_version="3.0.3",  # what the bundled Swagger UI 4 renders
                   description="Search, classify and verify items with a siamese model and its index; label pairs "
                   "for fine-tuning. Errors are JSON {\"error\": \"...\"}.")
+    app.openapi_version = "3.0.3"  # what the bundled Swagger UI 4 renders
     token = config.token.encode() if config.token else None
 
     @app.middleware("http")
