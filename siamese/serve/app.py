@@ -117,6 +117,36 @@ class BodyLimit:
                 await _error(413, limit)(scope, receive, send)
 
 
+class TokenGuard:
+    """With a token, every request but the page, its assets and /health needs `Authorization: Bearer
+    TOKEN` (compared in constant time); every answer says `X-Content-Type-Options: nosniff`."""
+
+    def __init__(self, app, token: bytes | None) -> None:
+        self.app, self.token = app, token
+
+    def _allowed(self, scope) -> bool:
+        path = scope["path"]
+        if self.token is None or path in OPEN_PATHS or path.startswith(("/static/", "/docs-assets/")):
+            return True
+        scheme, _, value = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if not self._allowed(scope):
+            error = Unauthorized("this server needs a token: send the header `Authorization: Bearer TOKEN` (the "
+                                 "--token the server was started with)")
+            return await _error(error.status, str(error), {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+
+        async def nosniff(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, nosniff)
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
 
@@ -192,22 +222,8 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
                   description="Search, classify and verify items with a siamese model and its index; label pairs "
                   "for fine-tuning. Errors are JSON {\"error\": \"...\"}.")
     app.openapi_version = "3.0.3"  # what the bundled Swagger UI 4 renders
-    token = config.token.encode() if config.token else None
 
-    @app.middleware("http")
-    async def check_token(request: Request, call_next):
-        path = request.url.path
-        if token is not None and path not in OPEN_PATHS and not path.startswith(("/static/", "/docs-assets/")):
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
-                error = Unauthorized("this server needs a token: send the header `Authorization: Bearer TOKEN` "
-                                     "(the --token the server was started with)")
-                return _error(error.status, str(error), {"WWW-Authenticate": "Bearer"})
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
-
+    app.add_middleware(TokenGuard, token=config.token.encode() if config.token else None)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     if config.host in LOOPBACK_HOSTS:  # another site's page cannot reach us through a rebound DNS name
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
