@@ -125,13 +125,13 @@ class Service:
 
     # ------------------------------------------------------------------ queries
 
-    def _vectors(self, query: Query) -> np.ndarray:
-        """(1, dim) float32: the indexed key's vector, the given vector, or the embedded upload."""
+    def _vectors(self, query: Query, own: int | None = None) -> np.ndarray:
+        """(1, dim) float32: the indexed key's vector (`own`: its id when known), the given vector, or
+        the embedded upload."""
         if query.key is not None:
-            key = check_key(query.key, "key")
-            self._id_of(key)
+            own = self._id_of(query.key) if own is None else own
             with self._lock:
-                return np.asarray(self.index.get([key]), dtype=np.float32)
+                return np.asarray(self.index.reconstruct(np.asarray([own], dtype=np.int64)), dtype=np.float32)
         if query.items is not None:
             return embed(self.model, query.items)
         return check_vector(query.vector, self.index.dim)
@@ -147,7 +147,7 @@ class Service:
         """The k nearest indexed items, best first; an indexed key's own item is left out."""
         own = self._id_of(query.key) if query.key is not None else None
         k = self._check_k(k, len(self.index) - (own is not None))
-        vectors = self._vectors(query)
+        vectors = self._vectors(query, own)
         with self._lock:
             hits = self.index.search(vectors, k + (own is not None))
         rows = [{"key": str(key), "id": int(i), "distance": float(d), "label": label}
