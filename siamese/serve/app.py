@@ -29,7 +29,6 @@ from ..version import __version__
 from .config import LOOPBACK_HOSTS, ServeConfig
 from .errors import RequestError, Unauthorized, UnsupportedType
 from .service import Query, Service
-from .uploads import items_from_upload
 
 logger = logging.getLogger(__name__)
 
@@ -178,14 +177,11 @@ def _is_form(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
-async def _upload(service: Service, form, field: str) -> Query:
+async def _upload(form, field: str) -> Query:
     upload = form.get(field)
     if not isinstance(upload, UploadFile):
         raise RequestError(f"the form needs a file field {field!r} holding an image")
-    data = await upload.read()
-    name = upload.filename or field
-    items = await run_in_threadpool(items_from_upload, data, name, service.model.preprocessing)
-    return Query(items=items)
+    return Query(upload=await upload.read(), name=upload.filename or field)
 
 
 def _reference(body: Any, name: str) -> Query:
@@ -204,11 +200,19 @@ def _k(text: Any) -> Any:
     return text
 
 
+async def _answer(service: Service, queries: tuple[Query, ...], method, *args) -> JSONResponse:
+    """method(*args) as JSON: on the event loop when it only looks up the index and that is quick (a
+    hop to a worker thread would cost more than the search), else in a worker thread."""
+    if service.quick_lookups and all(query.upload is None for query in queries):
+        return JSONResponse(method(*args))
+    return JSONResponse(await run_in_threadpool(method, *args))
+
+
 async def _query_and_k(service: Service, request: Request, default_k: int) -> tuple[Query, Any]:
     if _is_form(request):
         form = await _form(request)
         k = _k(form.get("k", default_k))  # checked before the upload is decoded
-        return await _upload(service, form, "image"), k
+        return await _upload(form, "image"), k
     body = await _json(request)
     return _reference(body, "the body"), _k(body.get("k", default_k))
 
@@ -279,24 +283,24 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
               openapi_extra=_body(SearchBody, ("image",), k=True))
     async def search(request: Request):
         query, k = await _query_and_k(service, request, 9)
-        return await run_in_threadpool(service.search, query, k)
+        return await _answer(service, (query,), service.search, query, k)
 
     @app.post("/classify", summary="A label by the vote of the k nearest labelled items",
               openapi_extra=_body(SearchBody, ("image",), k=True))
     async def classify(request: Request):
         query, k = await _query_and_k(service, request, 5)
-        return await run_in_threadpool(service.classify, query, k)
+        return await _answer(service, (query,), service.classify, query, k)
 
     @app.post("/verify", summary="Same or different: the distance between two items and P(same) when calibrated",
               openapi_extra=_body(VerifyBody, ("a", "b")))
     async def verify(request: Request):
         if _is_form(request):
             form = await _form(request)
-            a, b = await _upload(service, form, "a"), await _upload(service, form, "b")
+            a, b = await _upload(form, "a"), await _upload(form, "b")
         else:
             body = await _json(request)
             a, b = _reference(body.get("a"), "a"), _reference(body.get("b"), "b")
-        return await run_in_threadpool(service.verify, a, b)
+        return await _answer(service, (a, b), service.verify, a, b)
 
     @app.get("/items/{item_id}", summary="Key and label of an indexed item")
     async def item(item_id: int):

@@ -35,18 +35,25 @@ from .item_images import ItemImages
 from .latent_map import LatentMap, compute_map, sample_ids
 from .pair_proposals import PairQueue, propose_pairs
 from .pairs_log import PairsLog
+from .uploads import items_from_upload
 
 logger = logging.getLogger(__name__)
 
 READ_ONLY = "this server is read-only: start `siamese serve` with --pairs-out PAIRS.csv to record labels"
 
 
+QUICK_FLAT_FLOATS = 2**23  # a flat index of at most this many numbers is searched in about a millisecond
+
+
 @dataclass(frozen=True)
 class Query:
-    """One item to answer for: an indexed key, a vector, or items read from an upload (exactly one)."""
+    """One item to answer for (exactly one of): an indexed key, a vector, the bytes of an uploaded
+    image file (named `name`), or items already loaded (the Python API)."""
 
     key: str | None = None
     vector: Any = None
+    upload: bytes | None = None
+    name: str = "upload"
     items: ItemSet | None = None
 
 
@@ -76,6 +83,11 @@ class Service:
         check_fresh(index, model, str(index_path))  # vectors of another model would answer nonsense
         calibration = calibration_with_index(model_path, model, index, str(index_path))
         return cls(model, index, calibration, config)
+
+    @property
+    def quick_lookups(self) -> bool:
+        """Whether a query by key or vector answers in about a millisecond (not a big flat index)."""
+        return self.index.kind != "flat" or len(self.index) * self.index.dim <= QUICK_FLAT_FLOATS
 
     # ------------------------------------------------------------------ reading the index
 
@@ -132,6 +144,8 @@ class Service:
             own = self._id_of(query.key) if own is None else own
             with self._lock:
                 return np.asarray(self.index.reconstruct(np.asarray([own], dtype=np.int64)), dtype=np.float32)
+        if query.upload is not None:
+            return embed(self.model, items_from_upload(query.upload, query.name, self.model.preprocessing))
         if query.items is not None:
             return embed(self.model, query.items)
         return check_vector(query.vector, self.index.dim)
