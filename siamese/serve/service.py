@@ -43,6 +43,7 @@ READ_ONLY = "this server is read-only: start `siamese serve` with --pairs-out PA
 
 
 QUICK_FLAT_FLOATS = 2**23  # a flat index of at most this many numbers is searched in about a millisecond
+KEY_CACHE_ITEMS = 1_000_000  # up to this many items, key -> id lookups go through a dict (~100 bytes per key)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Service:
         self._lock = threading.RLock()
         self._classifiers: dict[int, KNNClassifier] = {}
         self._rows = index.exact_rows()  # flat: (ids, vectors, owner); the server never changes its index
+        self._key_ids: dict[str, int] | None = None  # key -> id, kept for indexes of up to KEY_CACHE_ITEMS
+        if len(index) <= KEY_CACHE_ITEMS:
+            self._key_ids = dict(zip(index.keys_for_ids(index.ids).tolist(), index.ids.tolist()))
         self.pairs_log = None if config.pairs_out is None else PairsLog(config.pairs_out)
         self.images = ItemImages(index, model.preprocessing, tuple(model.network.input_shape))
         if len(index):
@@ -98,6 +102,10 @@ class Service:
 
     def _id_of(self, key: Any) -> int:
         key = check_key(key, "key")
+        if self._key_ids is not None:
+            if key not in self._key_ids:
+                raise NotFound(f"no indexed item has the key {key[:80]!r}")
+            return self._key_ids[key]
         try:
             with self._lock:
                 return int(self.index.ids_for_keys([key])[0])
