@@ -1,6 +1,6 @@
 """The Reader protocol every source implements: n items with keys, optional labels and raw values read by range.
 
-Readers return *raw* float32 values (pixels 0..255, digits 0..16, vectors as stored); siamese.data.loading chooses
+Readers return *raw* float32 values (pixels 0..255, sklearn digits too, vectors as stored); siamese.data.loading chooses
 the Normalization, applies it and wraps the result in ItemSets. Image items are (C, H, W); vector items are (D,).
 """
 
