@@ -288,8 +288,8 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
     @app.post("/classify", summary="A label by the vote of the k nearest labelled items",
               openapi_extra=_body(SearchBody, ("image",), k=True))
     async def classify(request: Request):
-        query, k = await _query_and_k(service, request, 5)
-        return await _answer(service, (query,), service.classify, query, k)
+        query, k = await _query_and_k(service, request, 5)  # exact votes over every labelled item: a worker thread
+        return JSONResponse(await run_in_threadpool(service.classify, query, k))
 
     @app.post("/verify", summary="Same or different: the distance between two items and P(same) when calibrated",
               openapi_extra=_body(VerifyBody, ("a", "b")))
