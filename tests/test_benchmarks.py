@@ -5,25 +5,21 @@ Correctness only (same weights, embeddings, ids, predictions; recall computed); 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.script_modules import script_module
+
 SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module(SPEED, "speed_benchmark") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,21 @@ Correctness only; never time.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from tests.script_modules import script_module
 
 SERVE = Path(__file__).resolve().parents[1] / "benchmarks" / "serve.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("serve_benchmark", SERVE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module(SERVE, "serve_benchmark") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
