@@ -26,7 +26,7 @@ from index.errors import VectorIndexError
 
 from ..errors import SiameseError
 from ..version import __version__
-from .config import LOOPBACK_HOSTS, ServeConfig
+from .config import LOOPBACK_HOSTS
 from .errors import RequestError, Unauthorized, UnsupportedType
 from .service import Query, Service
 
@@ -219,9 +219,9 @@ async def _query_and_k(service: Service, request: Request, default_k: int) -> tu
 
 # ---------------------------------------------------------------- the application
 
-def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
+def create_app(service: Service) -> FastAPI:
     """The ASGI application serving `service` (run it with uvicorn; test it with fastapi's TestClient)."""
-    config = config or service.config
+    config = service.config
     app = FastAPI(title="siamese", version=__version__, docs_url=None, redoc_url=None,
                   description="Search, classify and verify items with a siamese model and its index; label pairs "
                   "for fine-tuning. Errors are JSON {\"error\": \"...\"}.")
@@ -246,6 +246,11 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(422, f"{where or 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

@@ -315,6 +315,14 @@ def test_the_token_guards_the_api_but_not_the_page(workspace):
     assert error_of(api.get("/items/0/image"), 401)
 
 
+def test_a_bug_is_a_json_500_not_a_crash(workspace, monkeypatch):
+    api = client(workspace)
+    monkeypatch.setattr(Service, "info", lambda self: 1 / 0)
+    broken = TestClient(api.app, base_url="http://127.0.0.1", raise_server_exceptions=False)
+    assert "internal error (ZeroDivisionError)" in error_of(broken.get("/info"), 500)
+    assert broken.get("/health").status_code == 200
+
+
 def test_the_page_and_the_api_description_work_offline(api):
     page = api.get("/")
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
