@@ -15,8 +15,6 @@ import os
 import re
 import sys
 
-import numpy as np
-
 from ..errors import SiameseError
 from .options import (
     add_chunk_size_option,
@@ -56,28 +54,21 @@ def _shard_options(args: argparse.Namespace, start: int, stop: int) -> dict:
 def cmd_index_train(args: argparse.Namespace) -> int:
     from index.shards import train_template
 
-    from ..inference.embed import embed
-    from ..models.model_input import model_chunks
-    from ..retrieval.indexing import model_summary
+    from ..retrieval.indexing import embed_sample, model_summary
 
     model = load_model_argument(args.model)
     count = count_items(args, args.data)
     if args.sample < 1:
         raise SiameseError(f"--sample must be >= 1, got {args.sample}")
-    keep = np.random.default_rng(args.seed).random(count) < min(1.0, args.sample / count)
-    parts, seen = [], 0
-    for chunk in model_chunks(model, args.data, args.chunk_size, _shard_options(args, 0, count)):
-        mask = keep[seen:seen + len(chunk)]
-        seen += len(chunk)
-        if mask.any():
-            parts.append(embed(model, chunk.subset(np.flatnonzero(mask))))
-    template = train_template(np.concatenate(parts), kind=args.kind, expected_count=count, metric=model.metric,
+    sample = embed_sample(model, args.data, args.sample, chunk_size=args.chunk_size, seed=args.seed,
+                          progress=not args.quiet, data_options=_shard_options(args, 0, count))
+    template = train_template(sample, kind=args.kind, expected_count=count, metric=model.metric,
                               nlist=args.nlist, pq_m=args.pq_m, seed=args.seed,
                               model_fingerprint=model.fingerprint(), info={"model": model_summary(model)})
     template.save(args.out, overwrite=args.overwrite)
     params = template.params
     print(f"trained {template.kind} template (nlist {params['nlist']}"
-          f"{', pq_m ' + str(params['pq_m']) if params['pq_m'] else ''}) on {sum(map(len, parts))} of {count} "
+          f"{', pq_m ' + str(params['pq_m']) if params['pq_m'] else ''}) on {len(sample)} of {count} "
           f"items -> {args.out}")
     return 0
 

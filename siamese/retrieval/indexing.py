@@ -12,9 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from index import VectorIndex
+from index.kinds import IndexParams, train_sample_size
 from index.locking import write_lock
 
 from ..errors import SiameseError
@@ -62,7 +64,7 @@ def _add_chunks(index: VectorIndex, model: Autoencoder, chunks, *, labels: Label
 
 
 def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, chunk_size: int = CHUNK_ITEMS,
-                progress: bool = False, memory_budget_bytes: int | None = None, calibration=None,
+                progress: bool = False, memory_budget_bytes: int | None = None, calibration=None, seed: int = 0,
                 **data_options) -> VectorIndex:
     """Embed every item of `source` (ItemSet or any load_items source) into a new index.
 
@@ -71,26 +73,48 @@ def build_index(model: Autoencoder, source, *, kind: str = "auto", labels=None, 
     The source, when named (a path or dataset name), is recorded in info["sources"] (item_sources.py).
     calibration: the model's same/different Calibration (or its model directory), kept in the
     index's info["calibration"] so the threshold travels with the index.
-    IVF kinds are trained on the first chunk, so make chunk_size comfortably larger than the
-    number of IVF lists (the default CHUNK_ITEMS is).
+    kind="auto" is chosen from the number of items the whole source holds. IVF kinds are trained
+    on a uniform random sample (seeded) drawn across the whole source before anything is added: a
+    first pass reads every chunk and embeds only the sampled items, a second adds them all.
     """
     info = {"model": model_summary(model), **_calibration_info(model, calibration)}
     labels = LabelMatch.of(labels)
     chunks = model_chunks(model, source, chunk_size, data_options)
-    first = next(chunks, None)
-    if first is None:
+    index = VectorIndex.empty(model.latent_dim, metric=model.metric, kind=kind, expected_count=max(chunks.total, 1),
+                              memory_budget_bytes=memory_budget_bytes, model_fingerprint=model.fingerprint(),
+                              info=info, seed=seed)
+    if not index.is_trained:
+        size = train_sample_size(IndexParams.from_json(index.params))
+        index.train(embed_sample(model, source, size, chunk_size=chunk_size, seed=seed,
+                                 progress=progress, data_options=data_options))
+    index.reserve(max(chunks.total, 1))  # vector storage allocated once, at its final size
+    if _add_chunks(index, model, chunks, labels=labels, progress=progress) == 0:
         raise SiameseError("no items to index: the data source is empty")
-    if labels is not None:
-        first = labels.apply(first)
-    index = VectorIndex.build(embed(model, first), keys=first.keys, labels=first.labels, metric=model.metric,
-                              kind=kind, model_fingerprint=model.fingerprint(),
-                              memory_budget_bytes=memory_budget_bytes, info=info)
-    index.reserve(max(chunks.total, len(first)))  # vector storage allocated once, at its final size
-    done = len(first)
-    del first  # not kept alive for the rest of the build
-    _add_chunks(index, model, chunks, labels=labels, progress=progress, done=done)
     record_source(index, source, 0, index.next_id)
     return index
+
+
+def embed_sample(model: Autoencoder, source, size: int, *, chunk_size: int = CHUNK_ITEMS, seed: int = 0,
+                 progress: bool = False, data_options: dict | None = None) -> np.ndarray:
+    """Embeddings (m, d) of a uniform random sample of min(size, n) of the source's n items, drawn
+    with `seed` across the whole source (not its first chunk: a source sorted by class would
+    train on one class). Every chunk is read once; only the sampled items are embedded."""
+    chunks = model_chunks(model, source, chunk_size, dict(data_options or {}))
+    keep = np.zeros(chunks.total, dtype=bool)
+    keep[np.random.default_rng(seed).choice(chunks.total, size=min(size, chunks.total), replace=False)] = True
+    parts, seen = [], 0
+    bar = tqdm(desc="sample to train on", unit="item", total=chunks.total, disable=None if progress else True,
+               leave=False)
+    for chunk in chunks:
+        mask = keep[seen:seen + len(chunk)]
+        seen += len(chunk)
+        if mask.any():
+            parts.append(embed(model, chunk.subset(np.flatnonzero(mask))))
+        bar.update(len(chunk))
+    bar.close()
+    if not parts:
+        raise SiameseError("no items to sample: the data source is empty")
+    return np.concatenate(parts)
 
 
 def _calibration_info(model: Autoencoder, calibration) -> dict[str, Any]:
