@@ -17,6 +17,7 @@ from .options import (
     add_index_open_options,
     add_model_argument,
     add_output_dir_option,
+    chunk_items_argument,
     load_model_argument,
     source_options,
 )
@@ -49,7 +50,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         return cmd_index_build_shard(args)
     model = load_model_argument(args.model)
     labels = label_match(args)
-    index = build_index(model, args.data, kind=args.kind, labels=labels, chunk_size=args.chunk_size,
+    index = build_index(model, args.data, kind=args.kind, labels=labels, chunk_size=chunk_items_argument(args, model),
                         progress=not args.quiet, calibration=find_calibration(args.model, model),
                         **source_options(args))
     index.save(args.out, overwrite=args.overwrite)
@@ -65,8 +66,8 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     model = load_model_argument(args.model)
     labels = label_match(args)
     index, added = add_to_saved_index(args.index, model, args.data, untrusted=args.untrusted, force=args.force,
-                                      labels=labels, chunk_size=args.chunk_size, progress=not args.quiet,
-                                      **source_options(args))
+                                      labels=labels, chunk_size=chunk_items_argument(args, model),
+                                      progress=not args.quiet, **source_options(args))
     print_label_match(labels, args)
     print(f"added {added} items ({len(index) - added} -> {len(index)}) to {args.index}")
     return 0

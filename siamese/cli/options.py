@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 from typing import Any
 
@@ -134,11 +135,35 @@ def add_index_argument(parser: argparse.ArgumentParser, help: str = "an index fo
     parser.add_argument("index", metavar="INDEX", help=help)
 
 
-def add_chunk_size_option(parser: argparse.ArgumentParser) -> None:
-    from ..models.model_input import CHUNK_ITEMS
+_UNITS = {"": None, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
-    parser.add_argument("--chunk-size", type=int, default=CHUNK_ITEMS, metavar="N",
-                        help="items embedded at a time (bounds memory)")
+
+def parse_size(text: str) -> int:
+    """Bytes from a size with its unit: 256MB (powers of 1000), 256MiB (powers of 1024)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = _UNITS.get(found.group(2).lower(), 0) if found else 0
+    if unit is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no unit; give a size such as 256MB or 1GiB (before version "
+                                         "0.4 --chunk-size counted items)")
+    if not unit or float(found.group(1)) * unit < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give one such as 256MB, 512MiB or 2GB")
+    return int(float(found.group(1)) * unit)
+
+
+def add_chunk_size_option(parser: argparse.ArgumentParser) -> None:
+    from ..models.model_input import CHUNK_BYTES
+
+    parser.add_argument("--chunk-size", type=parse_size, default=CHUNK_BYTES, metavar="SIZE",
+                        help="memory one chunk of items may take while it is embedded, e.g. 256MB or 1GiB (items "
+                        "are read, embedded and indexed a chunk at a time)")
+
+
+def chunk_items_argument(args: argparse.Namespace, model) -> int:
+    """--chunk-size as the number of items of `model`'s input that fit in it."""
+    from ..models.model_input import chunk_items
+
+    return chunk_items(model, args.chunk_size)
 
 
 def add_output_dir_option(parser: argparse.ArgumentParser, metavar: str, kind: str, *, required: bool = True,

@@ -22,6 +22,7 @@ from .options import (
     add_data_options,
     add_model_argument,
     add_output_dir_option,
+    chunk_items_argument,
     load_model_argument,
     source_options,
 )
@@ -60,7 +61,7 @@ def cmd_index_train(args: argparse.Namespace) -> int:
     count = count_items(args, args.data)
     if args.sample < 1:
         raise SiameseError(f"--sample must be >= 1, got {args.sample}")
-    sample = embed_sample(model, args.data, args.sample, chunk_size=args.chunk_size, seed=args.seed,
+    sample = embed_sample(model, args.data, args.sample, chunk_size=chunk_items_argument(args, model), seed=args.seed,
                           progress=not args.quiet, data_options=_shard_options(args, 0, count))
     template = train_template(sample, kind=args.kind, expected_count=count, metric=model.metric,
                               nlist=args.nlist, pq_m=args.pq_m, seed=args.seed,
@@ -87,8 +88,8 @@ def cmd_index_build_shard(args: argparse.Namespace) -> int:
     start, stop = shard_bounds(count, shard)
     index = start_shard(args.template, shard, first_id=start)
     if stop > start:
-        add_items(index, model, args.data, labels=args.labels, chunk_size=args.chunk_size, progress=not args.quiet,
-                  **_shard_options(args, start, stop))
+        add_items(index, model, args.data, labels=args.labels, chunk_size=chunk_items_argument(args, model),
+                  progress=not args.quiet, **_shard_options(args, start, stop))
     index.save(args.out, overwrite=args.overwrite)
     print(f"shard {shard[0]}/{shard[1]}: indexed items {start}..{stop - 1} of {count} ({len(index)} items) "
           f"-> {args.out}")

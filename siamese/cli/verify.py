@@ -15,6 +15,7 @@ from .options import (
     add_model_argument,
     add_output_dir_option,
     add_output_file_option,
+    chunk_items_argument,
     data_kwargs,
     load_data,
     load_model_argument,
@@ -90,8 +91,8 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
 
     model = load_model_argument(args.model)
     index = rebuild_index(args.index, model, args.data, calibration=find_calibration(args.model, model),
-                          chunk_size=args.chunk_size, progress=not args.quiet, untrusted=args.untrusted,
-                          **source_options(args))
+                          chunk_size=chunk_items_argument(args, model), progress=not args.quiet,
+                          untrusted=args.untrusted, **source_options(args))
     print(f"re-embedded {len(index)} items with model {model.fingerprint()[:12]} -> {args.index}")
     return 0
 

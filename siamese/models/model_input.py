@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,6 +64,13 @@ def as_model_input(model, items) -> torch.Tensor:
 
 
 CHUNK_ITEMS = 65536  # items embedded at a time by chunked work (index build, embed --chunk): bounds memory
+CHUNK_BYTES = "256MiB"  # the command line's --chunk-size: memory a chunk of items may take while it is embedded
+
+
+def chunk_items(model, budget_bytes: int) -> int:
+    """Items per chunk that keep one chunk (its float32 inputs and their embeddings) within budget_bytes."""
+    per_item = 4 * (math.prod(model.network.input_shape) + model.latent_dim)
+    return max(1, int(budget_bytes) // per_item)
 
 
 def model_chunks(model, source, chunk_size: int, data_options: dict) -> ItemChunks:
