@@ -42,6 +42,23 @@ class HnswBackend(IdMapBackend):
     def storage(self) -> faiss.Index:
         return faiss.downcast_index(faiss.downcast_index(self._faiss.index).storage)
 
+    def reserve(self, total: int) -> None:
+        """The vectors and id map (IdMapBackend.reserve), and the graph's level, offset and link
+        tables sized for `total` items at once, the links from their expected count per item (a
+        random level per item; 2% spare): growing them would copy each, holding both buffers."""
+        before = self._faiss.ntotal
+        super().reserve(total)
+        if total <= before:
+            return
+        hnsw = faiss.downcast_index(self._faiss.index).hnsw
+        probabilities = faiss.vector_to_array(hnsw.assign_probas)
+        links = faiss.vector_to_array(hnsw.cum_nneighbor_per_level)[1:len(probabilities) + 1]
+        per_item = float(np.dot(probabilities, links)) * 1.02
+        for table, rows in ((hnsw.levels, total), (hnsw.offsets, total + 1), (hnsw.neighbors, int(total * per_item))):
+            size = table.size()
+            table.resize(rows)  # allocates exactly this many (no doubling from here)
+            table.resize(size)  # shrinking keeps the capacity
+
     # -- tombstones ----------------------------------------------------------------------------------
 
     @property
