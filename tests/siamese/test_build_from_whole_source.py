@@ -32,7 +32,7 @@ def sorted_source(tmp_path_factory):
 
 def _centroids(index) -> np.ndarray:
     ivf = faiss.extract_index_ivf(index.faiss_index)
-    return ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    return np.asarray(ivf.quantizer.reconstruct_n(0, ivf.nlist))  # a tensor once faiss.contrib.torch_utils is loaded
 
 
 def test_ivf_is_trained_on_every_class_of_a_sorted_source(sorted_source):
