@@ -106,7 +106,7 @@ def build_shard(template: str | Path, vectors: Any, *, first_id: int, shard: tup
 # ---------------------------------------------------------------- merging
 
 
-def _shard_manifests(shards: Sequence[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+def shard_manifests(shards: Sequence[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
     """Manifests of the shards in shard order, after checking that they belong together."""
     if not shards:
         raise VectorIndexError("merge needs at least one shard directory")
@@ -180,7 +180,7 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
     position hash table (about 50 bytes per item in RAM once loaded); without it `reconstruct`
     and `get` are unavailable but search works.
     """
-    found = _shard_manifests(shards)
+    found = shard_manifests(shards)
     for path, manifest in found:
         for name in (_storage.FAISS_FILE, _storage.META_FILE):
             _storage.verify_file(path, name, manifest)  # checked before faiss or SQLite reads a byte

@@ -25,10 +25,10 @@ from .options import (
 )
 
 
-def _index_for(path: str, model, args: argparse.Namespace):
+def _index_for(path: str, model, args: argparse.Namespace, shards: bool = False):
     from ..retrieval.indexing import open_index
 
-    return open_index(path, model, force=args.force, untrusted=args.untrusted)
+    return open_index(path, model, force=args.force, untrusted=args.untrusted, shards=shards)
 
 
 def _items_by_keys(index, keys: np.ndarray, model, args) -> np.ndarray:
@@ -47,7 +47,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise SiameseError("give item files to query with, or --key KEY of an indexed item (not both)")
     check_k(args.k)
     model = load_model_argument(args.model)
-    index = _index_for(args.index, model, args)
+    index = _index_for(args.index, model, args, shards=True)  # a folder of shards is searched as one
     if args.key:  # each key's own item is left out of its results
         check_k(args.k, len(index) - 1, f"the {len(index) - 1} other items of the index (each --key item is "
                 "left out of its own neighbours)")

@@ -208,9 +208,16 @@ def add_to_saved_index(path: str | Path, model: Autoencoder, source, *, untruste
 
 
 def open_index(path: str | Path, model: Autoencoder | None = None, *, force: bool = False,
-               untrusted: bool = False) -> VectorIndex:
-    """Load an index and, given a model, refuse it unless the model produced its vectors."""
-    index = VectorIndex.load(path, untrusted=untrusted)
+               untrusted: bool = False, shards: bool = False) -> VectorIndex:
+    """Load an index and, given a model, refuse it unless the model produced its vectors.
+    shards=True also opens a folder of shard folders (index build --shard i/n) as one ShardedIndex,
+    for the commands that only search and look up."""
+    from index.sharded import open_index_or_shards
+
+    index = open_index_or_shards(path, untrusted=untrusted)
+    if not shards and not isinstance(index, VectorIndex):
+        raise SiameseError(f"{path} is a folder of {len(index.shards)} shards; merge them into one index first "
+                           "(siamese index merge SHARD... --out INDEX); query and serve read shards as they are")
     if model is not None:
         index.check_model(model.fingerprint(), dim=model.latent_dim, force=force)
     return index

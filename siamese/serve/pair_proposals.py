@@ -27,13 +27,13 @@ class PairProposal:
     reason: str
 
 
-def _split_vote_pairs(index, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-    """(a, b, distance) pairs of each item whose k nearest labelled items vote for two or more
-    labels, with the nearest labelled item of every label in that vote: labelling one of them
-    settles the item's class."""
-    if not index.has_labels:
+def _split_vote_pairs(labelled, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(a, b, distance) pairs of each item whose k nearest labelled items (in the VectorIndex
+    `labelled`; None: no labels) vote for two or more labels, with the nearest labelled item of
+    every label in that vote: labelling one of them settles the item's class."""
+    if labelled is None or not labelled.has_labels:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    near = KNNClassifier(index, k=k).kneighbors(vectors)
+    near = KNNClassifier(labelled, k=k).kneighbors(vectors)
     a, b, distance = [], [], []
     for row, labels in enumerate(near.labels):
         first = {}
@@ -48,14 +48,15 @@ def _split_vote_pairs(index, ids: np.ndarray, vectors: np.ndarray, k: int) -> tu
     return np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(distance, np.float64)
 
 
-def propose_pairs(index, ids: np.ndarray, *, threshold: float | None, k: int = 5) -> list[PairProposal]:
-    """Ranked proposals among `ids` and their nearest indexed neighbours (most uncertain first)."""
+def propose_pairs(index, ids: np.ndarray, *, threshold: float | None, labelled, k: int = 5) -> list[PairProposal]:
+    """Ranked proposals among `ids` and their nearest indexed neighbours (most uncertain first).
+    labelled: the VectorIndex of labelled items kNN votes run on (None: no labels, no votes)."""
     if len(index) < 2 or len(ids) == 0:
         return []
     k = min(k, len(index) - 1)
     vectors = index.reconstruct(ids)
     hits = index.search(vectors, k + 1)
-    split_a, split_b, split_distance = _split_vote_pairs(index, ids, vectors, k)
+    split_a, split_b, split_distance = _split_vote_pairs(labelled, ids, vectors, k)
     a = np.concatenate([split_a, np.repeat(ids, k + 1)])
     b = np.concatenate([split_b, hits.ids.ravel()])
     distance = np.concatenate([split_distance, hits.distances.ravel().astype(np.float64)])

@@ -19,6 +19,7 @@ import numpy as np
 
 from index import KNNClassifier, VectorIndex
 from index.errors import VectorIndexError
+from index.sharded import open_index_or_shards
 
 from ..data.item_set import ItemSet
 from ..data.limits import MAX_FIELD_CHARS
@@ -78,13 +79,14 @@ class Service:
         self.map: LatentMap = compute_map(index, size=config.map_size, method=config.map_method, seed=config.seed)
         threshold = calibration.threshold if calibration is not None else None
         candidates = sample_ids(index, config.pair_candidates, config.seed)
-        self.pairs = PairQueue(propose_pairs(index, candidates, threshold=threshold))
+        self.pairs = PairQueue(propose_pairs(index, candidates, threshold=threshold,
+                                             labelled=vote_index(index) if index.has_labels else None))
 
     @classmethod
     def load(cls, index_path: str | Path, model_path: str | Path, config: ServeConfig) -> Service:
         """Load MODEL and INDEX (refusing an index another model built) and prepare map and proposals."""
         model = load_model(model_path)
-        index = VectorIndex.load(index_path, untrusted=config.untrusted)
+        index = open_index_or_shards(index_path, untrusted=config.untrusted)  # a folder of shards is read as one
         check_fresh(index, model, str(index_path))  # vectors of another model would answer nonsense
         calibration = calibration_with_index(model_path, model, index, str(index_path))
         return cls(model, index, calibration, config)
@@ -186,7 +188,7 @@ class Service:
         if k not in self._classifiers:
             threshold = self.calibration.threshold if self.calibration is not None else None
             try:
-                self._classifiers[k] = KNNClassifier(self.index, k=k, max_distance=threshold)
+                self._classifiers[k] = KNNClassifier(vote_index(self.index), k=k, max_distance=threshold)
             except VectorIndexError as exc:
                 raise RequestError(f"cannot classify: {exc}") from None
         return self._classifiers[k]
@@ -274,3 +276,7 @@ def check_vector(vector: Any, dim: int) -> np.ndarray:
         raise RequestError("vector must hold finite numbers only")
     return np.asarray([vector], dtype=np.float32)
 
+
+def vote_index(index) -> VectorIndex:
+    """The VectorIndex a kNN vote runs on: the index itself, or a sharded index's labelled items."""
+    return index if isinstance(index, VectorIndex) else index.labelled_index()
