@@ -51,8 +51,12 @@ def _config(args: argparse.Namespace):
         raise SiameseError(f"--map-size must be between 1 and {MAX_MAP_SIZE:,} (a map of more points is no "
                            f"easier to read), got {args.map_size}")
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENVIRONMENT) or None
-    if token is not None and (not token.strip() or not token.isprintable() or len(token) > 4096):
-        raise SiameseError("--token must be printable text without surrounding spaces, at most 4096 characters")
+    where = "--token" if args.token is not None else TOKEN_ENVIRONMENT
+    if token is not None and not (0 < len(token) <= 4096 and all(33 <= ord(c) <= 126 for c in token)):
+        raise SiameseError(f"{where} must be 1 to 4096 visible ASCII characters (letters, digits, punctuation; no "
+                           "spaces): what a browser can send in a header")
+    if args.pairs_out is not None and not args.pairs_out.strip():
+        raise SiameseError("--pairs-out is empty; give a file such as pairs.csv, or leave the flag out (read-only)")
     return ServeConfig(host=args.host, port=args.port, pairs_out=Path(args.pairs_out) if args.pairs_out else None,
                        token=token, untrusted=args.untrusted, max_upload_mb=args.max_upload_mb,
                        map_size=args.map_size, map_method=args.map_method, seed=args.seed)
@@ -91,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve.app import create_app
-    from ..serve.config import LOOPBACK_HOSTS
+    from ..serve.config import is_loopback
     from ..serve.pairs_log import PairsLog
     from ..serve.service import Service
 
@@ -101,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.pairs_out is not None:
         PairsLog(config.pairs_out)  # a --pairs-out that is not a pairs file is refused before the slow part
     sock = bind(config.host, config.port)
-    if config.host not in LOOPBACK_HOSTS:
+    if not is_loopback(config.host):
         logging.getLogger(__name__).warning(
             "listening on %s: anyone who can reach this port can query the index and see its items%s", config.host,
             "" if config.token else "; set --token to require a password")

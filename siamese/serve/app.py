@@ -4,11 +4,13 @@ swagger-ui-bundle package, so it works offline). The API is described in docs/se
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -20,13 +22,13 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 
 from index.errors import VectorIndexError
 
 from ..errors import SiameseError
 from ..version import __version__
-from .config import LOOPBACK_HOSTS
+from .config import is_loopback
 from .errors import RequestError, Unauthorized, UnsupportedType
 from .service import Query, Service
 
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/", "/health", "/docs", "/openapi.json")  # and /static/*, /docs-assets/*: no token needed
+BODY_TIMEOUT_SECONDS = 30  # a request body that stalls longer is answered 408 (a stalled client holds a socket)
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
                "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -78,6 +81,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BodyTooSlow(Exception):
+    pass
+
+
 class BodyLimit:
     """Answer 413 to a request body over `max_bytes`, by its Content-Length or while it streams in: a
     large upload is never read whole."""
@@ -98,7 +105,10 @@ class BodyLimit:
 
         async def counted_receive():
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_SECONDS)
+            except asyncio.TimeoutError:
+                raise _BodyTooSlow from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise _BodyTooLarge
@@ -114,29 +124,54 @@ class BodyLimit:
         except _BodyTooLarge:
             if not started:
                 await _error(413, limit)(scope, receive, send)
+        except _BodyTooSlow:
+            if not started:
+                await _error(408, f"the request body did not arrive within {BODY_TIMEOUT_SECONDS} s; send it "
+                             "whole")(scope, receive, send)
 
 
-class TokenGuard:
-    """With a token, every request but the page, its assets and /health needs `Authorization: Bearer
-    TOKEN` (compared in constant time); every answer says `X-Content-Type-Options: nosniff`."""
+class RequestGuard:
+    """Before any route: a loopback server answers only requests addressed to a loopback name (no
+    DNS rebinding); a POST another site's page sends is refused (browsers say so in Origin /
+    Sec-Fetch-Site); with a token, everything but the page, its assets, /health and the API
+    description needs `Authorization: Bearer TOKEN` (compared in constant time). Every answer says
+    `X-Content-Type-Options: nosniff`."""
 
-    def __init__(self, app, token: bytes | None) -> None:
-        self.app, self.token = app, token
+    def __init__(self, app, token: bytes | None, hosts: tuple[str, ...] | None) -> None:
+        self.app, self.token, self.hosts = app, token, hosts
 
-    def _allowed(self, scope) -> bool:
+    def _refusal(self, scope) -> JSONResponse | None:
+        headers = dict(scope["headers"])
+        if self.hosts is not None:
+            host = urlsplit("//" + headers.get(b"host", b"").decode("latin-1")).hostname or ""
+            if host not in self.hosts:
+                return _error(400, "this server answers requests addressed to 127.0.0.1 or localhost only; open "
+                              "http://127.0.0.1:PORT/ (start it with --host to listen elsewhere)")
+        if scope["method"] == "POST":
+            origin = urlsplit(headers.get(b"origin", b"").decode("latin-1"))
+            cross = headers.get(b"sec-fetch-site", b"") == b"cross-site" or (
+                origin.netloc and origin.netloc != headers.get(b"host", b"").decode("latin-1"))
+            if cross:
+                return _error(403, "requests from another site's page are refused; call the API directly or use "
+                              "this server's own page")
         path = scope["path"]
         if self.token is None or path in OPEN_PATHS or path.startswith(("/static/", "/docs-assets/")):
-            return True
-        scheme, _, value = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token)
+            return None
+        given = headers.get(b"authorization")
+        scheme, _, value = (given or b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token):
+            return None
+        message = ("this server needs a token: send the header `Authorization: Bearer TOKEN` (the --token the "
+                   "server was started with)") if given is None else \
+            "the token is wrong: send `Authorization: Bearer TOKEN` with the --token the server was started with"
+        return _error(Unauthorized.status, message, {"WWW-Authenticate": "Bearer"})
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if not self._allowed(scope):
-            error = Unauthorized("this server needs a token: send the header `Authorization: Bearer TOKEN` (the "
-                                 "--token the server was started with)")
-            return await _error(error.status, str(error), {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
 
         async def nosniff(message):
             if message["type"] == "http.response.start":
@@ -174,7 +209,7 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _is_form(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith("multipart/form-data")
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
 async def _upload(form, field: str) -> Query:
@@ -227,10 +262,9 @@ def create_app(service: Service) -> FastAPI:
                   "for fine-tuning. Errors are JSON {\"error\": \"...\"}.")
     app.openapi_version = "3.0.3"  # what the bundled Swagger UI 4 renders
 
-    app.add_middleware(TokenGuard, token=config.token.encode() if config.token else None)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
-    if config.host in LOOPBACK_HOSTS:  # another site's page cannot reach us through a rebound DNS name
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
+    hosts = ("127.0.0.1", "localhost", "::1", config.host) if is_loopback(config.host) else None
+    app.add_middleware(RequestGuard, token=config.token.encode() if config.token else None, hosts=hosts)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
@@ -244,8 +278,15 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
+        if tuple(first.get("loc", ()))[-1:] == ("item_id",):
+            return _error(404, "no indexed item has that id; item ids are whole numbers from /search or /map")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(422, f"{where or 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect):
+        logger.debug("%s %s: the client left before its request arrived", request.method, request.url.path)
+        return Response(status_code=400)  # nobody reads it
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception):
@@ -254,7 +295,9 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        message = "no such page or endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
+        message = {404: "no such page or endpoint; see /docs",
+                   405: f"{request.method} is not how {request.url.path} is called; see /docs"}.get(exc.status_code,
+                                                                                              str(exc.detail))
         return _error(exc.status_code, message)
 
     # -------------------------------------------------------------- pages

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENVIRONMENT = "SIAMESE_SERVE_TOKEN"
 MAP_METHODS = ("tsne", "pca")
 MAX_MAP_SIZE = 100_000
@@ -21,6 +21,7 @@ class ServeConfig:
     token: str | None = None  # bearer token every API request must carry
     untrusted: bool = False  # load the index with the checks for files from elsewhere
     max_upload_mb: float = 16.0  # bytes of one request body
+    max_upload_pixels: int = 40_000_000  # an uploaded image's pixels (a 40 MP photo decodes to ~0.5 GB of floats)
     max_k: int = 100  # most neighbours one request may ask for
     map_size: int = 2000  # most items drawn on the 2-D map (a seeded sample of bigger indexes)
     map_method: str = "tsne"
@@ -34,3 +35,13 @@ class ServeConfig:
     @property
     def read_only(self) -> bool:
         return self.pairs_out is None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a --host value) is this machine only: localhost or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

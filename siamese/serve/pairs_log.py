@@ -34,9 +34,12 @@ class PairsLog:
     """Labelled pairs of one PAIRS.csv: {(key, key) in sorted order: 0 or 1}."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve()  # a symlink's target gets the rows, not a new file over the link
+        if self.path.suffix.lower() != ".csv":
+            raise RequestError(f"--pairs-out {path} must be a .csv file (the a,b,label rows finetune --pairs reads)")
         check_output_file(self.path, (".csv",))
         self._lock = threading.Lock()
+        self._seen: tuple | None = None  # (inode, size, mtime) of the file as last read or written
         self._labels = self._read()
 
     def __len__(self) -> int:
@@ -45,10 +48,19 @@ class PairsLog:
     def label_of(self, a: str, b: str) -> int | None:
         return self._labels.get(_pair(a, b))
 
+    def _identity(self) -> tuple | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
     def _read(self) -> dict[tuple[str, str], int]:
-        if not self.path.exists():
+        """The file's pairs; refused when it is no pairs file or labels one pair both ways."""
+        self._seen = self._identity()
+        if self._seen is None:
             return {}
-        size = self.path.stat().st_size
+        size = self._seen[1]
         if size > MAX_BYTES:
             raise RequestError(f"--pairs-out {self.path} holds {size:,} bytes, more than a labelling session "
                                f"writes ({MAX_BYTES:,}); give a new file")
@@ -60,7 +72,8 @@ class PairsLog:
                 label = pair_label(text)
                 if label is None or not a or not b:
                     raise RequestError(f"line {line} is not a pair `a,b,label` with label 0 or 1")
-                labels[_pair(a, b)] = label
+                if labels.setdefault(_pair(a, b), label) != label:
+                    raise RequestError(f"line {line} labels {a} and {b} {label}, an earlier line the other way")
         except SiameseError as exc:
             raise RequestError(f"--pairs-out {self.path} is not a pairs file labels can be added to ({exc}); give a "
                                "new file name or a PAIRS.csv (nothing else is ever overwritten)") from None
@@ -70,7 +83,8 @@ class PairsLog:
         """Append the row `a,b,label` (nothing when the pair already has this label); the number of
         labelled pairs. A pair labelled the other way before is refused (Conflict)."""
         with self._lock, write_lock(self.path):
-            self._labels = self._read()  # another server may have added rows
+            if self._identity() != self._seen:
+                self._labels = self._read()  # another server added rows since
             before = self._labels.get(_pair(a, b))
             if before == label:
                 return len(self._labels)
@@ -87,5 +101,6 @@ class PairsLog:
             writer.writerow((a, b, label))
             with atomic_file(self.path, "wb") as fh:
                 fh.write(old + row.getvalue().encode("utf-8"))
+            self._seen = self._identity()
             self._labels[_pair(a, b)] = label
             return len(self._labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from index.sharded import open_index_or_shards
 
 from ..data.item_set import ItemSet
 from ..data.limits import MAX_FIELD_CHARS
+from ..errors import SiameseError
 from ..inference.embed import embed
 from ..models.autoencoder import Autoencoder
 from ..models.checkpoint import load_model
@@ -44,6 +46,7 @@ READ_ONLY = "this server is read-only: start `siamese serve` with --pairs-out PA
 
 
 QUICK_FLAT_FLOATS = 2**23  # a flat index of at most this many numbers is searched in about a millisecond
+MAX_VECTOR_VALUE = 1e15  # squared distances of such vectors stay finite in float32
 KEY_CACHE_ITEMS = 1_000_000  # up to this many items, key -> id lookups go through a dict (~100 bytes per key)
 
 
@@ -66,6 +69,7 @@ class Service:
                  config: ServeConfig) -> None:
         self.model, self.index, self.calibration, self.config = model, index, calibration, config
         self._lock = threading.RLock()
+        self._decoding = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
         self._classifiers: dict[int, KNNClassifier] = {}
         self._rows = index.exact_rows()  # flat: (ids, vectors, owner); the server never changes its index
         self._key_ids: dict[str, int] | None = None  # key -> id, kept for indexes of up to KEY_CACHE_ITEMS
@@ -127,7 +131,14 @@ class Service:
 
     def item_png(self, item_id: Any) -> bytes:
         item = self.item(item_id)
-        return self.images.png(item["id"], item["key"])
+        try:
+            return self.images.png(item["id"], item["key"])
+        except RequestError:
+            raise
+        except SiameseError as exc:  # the file moved or changed since the index was built
+            logger.warning("cannot draw item %s: %s", item["id"], exc)
+            raise NotFound(f"the image of item {item['id']} cannot be read from where the index recorded it any "
+                           "more (moved or changed); rebuild the index from the data's new place") from None
 
     def info(self) -> dict[str, Any]:
         with self._lock:
@@ -160,7 +171,10 @@ class Service:
             with self._lock:
                 return np.asarray(self.index.reconstruct(np.asarray([own], dtype=np.int64)), dtype=np.float32)
         if query.upload is not None:
-            return embed(self.model, items_from_upload(query.upload, query.name, self.model.preprocessing))
+            with self._decoding:  # a decoded upload can take hundreds of MB: a few at a time
+                items = items_from_upload(query.upload, query.name, self.model.preprocessing,
+                                          self.config.max_upload_pixels)
+                return embed(self.model, items)
         if query.items is not None:
             return embed(self.model, query.items)
         return check_vector(query.vector, self.index.dim)
@@ -195,9 +209,13 @@ class Service:
 
     def classify(self, query: Query, k: Any = 5) -> dict[str, Any]:
         """Label by the vote of the k nearest labelled items; "unknown" beyond the calibrated threshold."""
+        k = self._check_k(k, self.config.max_k)  # before an upload is decoded
         vectors = self._vectors(query)
         with self._lock:
             ids, _ = self.index.labelled_items()
+            if not len(ids):
+                raise RequestError("cannot classify: no indexed item has a label; build the index with --labels "
+                                   "LABELS.csv, or from a folder whose sub-folders name the labels")
             k = self._check_k(k, len(ids))
             classifier = self._classifier(k)
             votes = classifier.votes(vectors)[0]
@@ -218,6 +236,8 @@ class Service:
             distance = float(pair_distances(za, zb, metric)[0])
         else:  # "ip": the index reports -inner product
             distance = -float(np.dot(za[0].astype(np.float64), zb[0]))
+        if not math.isfinite(distance):
+            raise RequestError("the distance between these vectors overflows; give vectors of the model's scale")
         calibrated = self.calibration is not None
         return {"distance": distance, "metric": metric,
                 "same": bool(self.calibration.is_same(distance)) if calibrated else None,
@@ -267,14 +287,31 @@ def check_key(key: Any, name: str) -> str:
     return key
 
 
+def json_type(value: Any) -> str:
+    """What a JSON value is, in JSON's words (for messages about request fields)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return {str: "a string", dict: "an object", list: "a list"}.get(type(value), "a number")
+
+
 def check_vector(vector: Any, dim: int) -> np.ndarray:
-    """A JSON list of `dim` finite numbers as a (1, dim) float32 array."""
+    """A JSON list of `dim` numbers of at most MAX_VECTOR_VALUE in size as a (1, dim) float32 array
+    (larger values would overflow the distances to infinity)."""
     if not isinstance(vector, list) or len(vector) != dim:
-        got = f"{len(vector)} numbers" if isinstance(vector, list) else type(vector).__name__
+        got = f"{len(vector)} numbers" if isinstance(vector, list) else json_type(vector)
         raise RequestError(f"vector must be a list of {dim} numbers (the index's dimension), got {got}")
-    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in vector):
-        raise RequestError("vector must hold finite numbers only")
-    return np.asarray([vector], dtype=np.float32)
+    bad = RequestError(f"vector must hold numbers between -{MAX_VECTOR_VALUE:g} and {MAX_VECTOR_VALUE:g} only")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vector):
+        raise bad
+    try:
+        values = np.asarray([vector], dtype=np.float64)
+    except (OverflowError, ValueError):  # an integer too large for a float
+        raise bad from None
+    if not np.all(np.isfinite(values)) or np.abs(values).max() > MAX_VECTOR_VALUE:
+        raise bad
+    return values.astype(np.float32)
 
 
 def vote_index(index) -> VectorIndex:

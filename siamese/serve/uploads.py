@@ -23,8 +23,9 @@ def image_suffix(data: bytes) -> str | None:
     return next((suffix for magic, suffix in SIGNATURES if data.startswith(magic)), None)
 
 
-def items_from_upload(data: bytes, name: str, preprocessing) -> ItemSet:
-    """One uploaded image as an ItemSet of one item keyed `name`, through the model's preprocessing."""
+def items_from_upload(data: bytes, name: str, preprocessing, max_pixels: int) -> ItemSet:
+    """One uploaded image as an ItemSet of one item keyed `name`, through the model's preprocessing;
+    an image of more than `max_pixels` is refused from its header, before it is decoded."""
     if not data:
         raise RequestError(f"the upload {name[:80]!r} is empty; send an image file ({KINDS})")
     suffix = image_suffix(data)
@@ -34,9 +35,10 @@ def items_from_upload(data: bytes, name: str, preprocessing) -> ItemSet:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            items = load_items([str(path)], preprocessing=preprocessing, on_error="raise")
-        except SiameseError as exc:  # the loader's advice speaks of CLI flags: keep only what went wrong
-            detail = str(exc).replace(str(path), "it").split(";")[0]
-            raise RequestError(f"cannot read the upload {name[:80]!r}: {detail}; send a whole {KINDS} image") from None
+            items = load_items([str(path)], preprocessing=preprocessing, on_error="raise", max_pixels=max_pixels)
+        except SiameseError as exc:  # the loader's words name a temporary file and CLI flags: keep what went wrong
+            detail = str(exc).split(";")[0].replace(f"image {path}", "it").replace(str(path), "it")
+            raise RequestError(f"cannot read the upload {name[:80]!r}: {detail}; send a whole {KINDS} image of at "
+                               f"most {max_pixels:,} pixels") from None
     return ItemSet(x=items.x, keys=[name], labels=None, normalization=items.normalization, source="upload",
                    resize=items.resize)

@@ -17,7 +17,7 @@ import torch
 from fastapi.testclient import TestClient
 from torchvision.io import decode_png, encode_png
 
-from index import VectorIndex, VectorIndexError
+from index import VectorIndex
 from siamese import SiameseError
 from siamese.cli import main
 from siamese.data.pairs import read_pairs_csv
@@ -104,7 +104,10 @@ def test_an_upload_of_another_size_goes_through_the_models_preprocessing(api):
 @pytest.mark.parametrize("body, status, words", [
     ({"key": "missing.png"}, 404, "no indexed item has the key"),
     ({"vector": [1, 2]}, 422, "list of 4 numbers"),
-    ({"vector": [1, 2, 3, "x"]}, 422, "finite numbers"),
+    ({"vector": [1, 2, 3, "x"]}, 422, "numbers between"),
+    ({"vector": [1, 2, 3, 10**400]}, 422, "numbers between"),  # too large for a float
+    ({"vector": [1, 2, 3, 1e39]}, 422, "numbers between"),  # infinite in float32
+    ({"vector": None}, 422, "got null"),
     ({"key": "0/3.png", "k": 0}, 422, "k must be a whole number from 1 to 100"),
     ({"key": "0/3.png", "k": 101}, 422, "k must be a whole number"),
     ({"key": "0/3.png", "k": True}, 422, "k must be a whole number"),
@@ -190,7 +193,7 @@ def test_item_images_are_the_indexed_items_as_png(api, workspace):
     assert error_of(api.get("/items/..%2F..%2Fetc%2Fpasswd/image"), 404)  # ids, never paths
 
 
-def test_a_hostile_key_cannot_lead_outside_its_source(workspace, tmp_path):
+def test_a_hostile_key_cannot_lead_outside_its_source(workspace, tmp_path, caplog):
     secret = tmp_path / "secret.png"
     shutil.copy(workspace / "queries" / "a.png", secret)
     shutil.copytree(workspace / "index", tmp_path / "index")
@@ -200,7 +203,9 @@ def test_a_hostile_key_cannot_lead_outside_its_source(workspace, tmp_path):
     record_source(index, str(workspace / "images"), first, index.next_id)
     index.save(tmp_path / "index", overwrite=True)
     hostile = client(workspace, index=tmp_path / "index")
-    assert "outside its source folder" in error_of(hostile.get(f"/items/{first}/image"), 422)
+    with caplog.at_level("WARNING", logger="siamese.serve.service"):
+        assert "cannot be read from where the index recorded it" in error_of(hostile.get(f"/items/{first}/image"), 404)
+    assert "outside its source folder" in caplog.text  # the reason is logged, the server's paths not sent
 
 
 def test_the_map_places_every_item_of_a_small_index(api):
@@ -266,8 +271,46 @@ def test_pairs_out_must_be_a_pairs_file(workspace, tmp_path):
     with pytest.raises(SiameseError, match="a,b,label"):
         client(workspace, pairs_out=other)
     assert other.read_text() == "name,value\nx,1\n"
-    with pytest.raises(VectorIndexError, match="not a .csv file"):
+    with pytest.raises(SiameseError, match="must be a .csv file"):
         client(workspace, pairs_out=workspace / "images" / "0" / "1.png")
+    with pytest.raises(SiameseError, match="must be a .csv file"):
+        client(workspace, pairs_out=tmp_path / "labels.txt")  # not even a new file of another kind
+    both = tmp_path / "both.csv"
+    both.write_text("a,b,label\n0/1.png,0/2.png,1\n0/2.png,0/1.png,0\n")
+    with pytest.raises(SiameseError, match="line 3 labels"):
+        client(workspace, pairs_out=both)
+
+
+def test_labels_follow_a_symlinked_pairs_file(workspace, tmp_path):
+    target = tmp_path / "target.csv"
+    target.write_text("a,b,label\n")
+    (tmp_path / "link.csv").symlink_to(target)
+    api = client(workspace, pairs_out=tmp_path / "link.csv")
+    assert api.post("/pairs", json={"a": "0/1.png", "b": "1/1.png", "label": 0}).status_code == 200
+    assert (tmp_path / "link.csv").is_symlink() and target.read_text() == "a,b,label\n0/1.png,1/1.png,0\n"
+
+
+def test_another_sites_page_cannot_post_and_loopback_names_are_checked(api):
+    body = {"a": "0/1.png", "b": "0/2.png", "label": 1}
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert "another site" in error_of(api.post("/search", json={"key": "0/1.png"}, headers=headers), 403)
+        assert "another site" in error_of(api.post("/pairs", json=body, headers=headers), 403)
+    same = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
+    assert api.post("/search", json={"key": "0/1.png"}, headers=same).status_code == 200
+    assert "127.0.0.1 or localhost" in error_of(api.get("/info", headers={"Host": "evil.example:8000"}), 400)
+
+
+def test_classify_without_labels_says_how_to_add_them(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32))
+    assert main(["pretrain", str(tmp_path / "v.npy"), "--out", str(tmp_path / "m"), "--latent-dim", "3", "--epochs",
+                 "1", "-q"]) == 0
+    assert main(["index", "build", str(tmp_path / "m"), str(tmp_path / "v.npy"), "--out", str(tmp_path / "i"),
+                 "-q"]) == 0
+    api = TestClient(create_app(Service.load(tmp_path / "i", tmp_path / "m", ServeConfig(map_method="pca"))),
+                     base_url="http://127.0.0.1")
+    assert "--labels" in error_of(api.post("/classify", json={"key": "0"}), 422)
 
 
 def test_concurrent_labellers_lose_no_row(workspace, tmp_path):

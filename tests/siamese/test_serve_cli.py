@@ -60,7 +60,10 @@ def test_the_server_says_where_it_listens_answers_and_stops_on_ctrl_c(workspace,
     (["--port", "70000"], "--port must be between 0 and 65535"),
     (["--max-upload-mb", "0"], "--max-upload-mb must be above 0"),
     (["--map-size", "0"], "--map-size must be between 1"),
-    (["--token", " "], "--token must be printable"),
+    (["--token", " "], "--token must be 1 to 4096 visible ASCII"),
+    (["--token", " abc "], "--token must be 1 to 4096 visible ASCII"),
+    (["--token", "pässwörd"], "--token must be 1 to 4096 visible ASCII"),
+    (["--pairs-out", " "], "--pairs-out is empty"),
     (["--host", "no-such-host.invalid"], "--host no-such-host.invalid"),
 ])
 def test_bad_flags_end_in_one_line(workspace, capsys, extra, words):
