@@ -25,7 +25,7 @@ server loads them, `Service.load`), one query at a time:
   >= 0.25x of it);
 - `Service.search` by key: what the /search route runs, without HTTP;
 - embed one image + `VectorIndex.search`;
-- decode an uploaded PNG + embed + search (`Service.search` of `items_from_upload`): what the
+- decode an uploaded PNG + embed + search (`Service.search` of the upload's bytes): what the
   upload route runs, without HTTP; the baseline of the upload rows.
 
 The in-process rows are measured in small blocks before every served row, so load spikes of the
@@ -405,8 +405,9 @@ class InProcess:
         self.index, self.model = self.service.index, self.service.model
         self.keys, self.pngs = keys, pngs
         self.vectors = [v[None, :] for v in np.asarray(self.index.get(keys), dtype=np.float32)]
-        self.items = [items_from_upload(p, "query.png", self.model.preprocessing) for p in pngs]
-        self._query, self._upload = Query, items_from_upload
+        pixels = self.service.config.max_upload_pixels
+        self.items = [items_from_upload(p, "query.png", self.model.preprocessing, pixels) for p in pngs]
+        self._query = Query
         self.timings = {name: Timings() for name in self.MEASURES}
         self.blocks = 0
 
@@ -422,8 +423,7 @@ class InProcess:
         self.index.search(embed(self.model, items), 9)
 
     def upload(self, png: bytes) -> None:
-        items = self._upload(png, "query.png", self.model.preprocessing)
-        self.service.search(self._query(items=items), 9)
+        self.service.search(self._query(upload=png, name="query.png"), 9)  # what the route runs
 
     def block(self, sizes: Sizes) -> None:
         """One block of every measure (called before each served row)."""
