@@ -4,13 +4,10 @@ swagger-ui-bundle package, so it works offline). The API is described in docs/se
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import json
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -29,14 +26,13 @@ from index.errors import VectorIndexError
 from ..errors import SiameseError
 from ..version import __version__
 from .config import is_loopback
-from .errors import RequestError, Unauthorized, UnsupportedType
+from .errors import RequestError, UnsupportedType
+from .guards import BodyLimit, RequestGuard, error_response
 from .service import Query, Service
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-OPEN_PATHS = ("/", "/health", "/docs", "/openapi.json")  # and /static/*, /docs-assets/*: no token needed
-BODY_TIMEOUT_SECONDS = 30  # a request body that stalls longer is answered 408 (a stalled client holds a socket)
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
                "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -73,116 +69,6 @@ def _body(model: type[BaseModel], files: tuple[str, ...] = (), k: bool = False) 
         schema = {"type": "object", "properties": properties, "required": list(files)}
         content["multipart/form-data"] = {"schema": schema}
     return {"requestBody": {"required": True, "content": content}}
-
-
-# ---------------------------------------------------------------- middleware
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _BodyTooSlow(Exception):
-    pass
-
-
-class BodyLimit:
-    """Answer 413 to a request body over `max_bytes`, by its Content-Length or while it streams in: a
-    large upload is never read whole."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit = f"the request body is larger than this server's limit of {self.max_bytes / 2**20:g} MB " \
-                "(--max-upload-mb)"
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await _error(413 if declared.isdigit() else 400,
-                                limit if declared.isdigit() else "invalid Content-Length")(scope, receive, send)
-        received, started = 0, False
-
-        async def counted_receive():
-            nonlocal received
-            try:
-                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_SECONDS)
-            except asyncio.TimeoutError:
-                raise _BodyTooSlow from None
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _BodyTooLarge
-            return message
-
-        async def watched_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, watched_send)
-        except _BodyTooLarge:
-            if not started:
-                await _error(413, limit)(scope, receive, send)
-        except _BodyTooSlow:
-            if not started:
-                await _error(408, f"the request body did not arrive within {BODY_TIMEOUT_SECONDS} s; send it "
-                             "whole")(scope, receive, send)
-
-
-class RequestGuard:
-    """Before any route: a loopback server answers only requests addressed to a loopback name (no
-    DNS rebinding); a POST another site's page sends is refused (browsers say so in Origin /
-    Sec-Fetch-Site); with a token, everything but the page, its assets, /health and the API
-    description needs `Authorization: Bearer TOKEN` (compared in constant time). Every answer says
-    `X-Content-Type-Options: nosniff`."""
-
-    def __init__(self, app, token: bytes | None, hosts: tuple[str, ...] | None) -> None:
-        self.app, self.token, self.hosts = app, token, hosts
-
-    def _refusal(self, scope) -> JSONResponse | None:
-        headers = dict(scope["headers"])
-        if self.hosts is not None:
-            host = urlsplit("//" + headers.get(b"host", b"").decode("latin-1")).hostname or ""
-            if host not in self.hosts:
-                return _error(400, "this server answers requests addressed to 127.0.0.1 or localhost only; open "
-                              "http://127.0.0.1:PORT/ (start it with --host to listen elsewhere)")
-        if scope["method"] == "POST":
-            origin = urlsplit(headers.get(b"origin", b"").decode("latin-1"))
-            cross = headers.get(b"sec-fetch-site", b"") == b"cross-site" or (
-                origin.netloc and origin.netloc != headers.get(b"host", b"").decode("latin-1"))
-            if cross:
-                return _error(403, "requests from another site's page are refused; call the API directly or use "
-                              "this server's own page")
-        path = scope["path"]
-        if self.token is None or path in OPEN_PATHS or path.startswith(("/static/", "/docs-assets/")):
-            return None
-        given = headers.get(b"authorization")
-        scheme, _, value = (given or b"").partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token):
-            return None
-        message = ("this server needs a token: send the header `Authorization: Bearer TOKEN` (the --token the "
-                   "server was started with)") if given is None else \
-            "the token is wrong: send `Authorization: Bearer TOKEN` with the --token the server was started with"
-        return _error(Unauthorized.status, message, {"WWW-Authenticate": "Bearer"})
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        refusal = self._refusal(scope)
-        if refusal is not None:
-            return await refusal(scope, receive, send)
-
-        async def nosniff(message):
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
-            await send(message)
-
-        await self.app(scope, receive, nosniff)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------- reading queries
@@ -267,21 +153,21 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(RequestGuard, token=config.token.encode() if config.token else None, hosts=hosts)
 
     @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError):
-        return _error(exc.status, str(exc))
+    async def requesterror_response(request: Request, exc: RequestError):
+        return error_response(exc.status, str(exc))
 
     @app.exception_handler(SiameseError)
     @app.exception_handler(VectorIndexError)
-    async def library_error(request: Request, exc: Exception):
-        return _error(422, str(exc))
+    async def libraryerror_response(request: Request, exc: Exception):
+        return error_response(422, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
+    async def validationerror_response(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         if tuple(first.get("loc", ()))[-1:] == ("item_id",):
-            return _error(404, "no indexed item has that id; item ids are whole numbers from /search or /map")
+            return error_response(404, "no indexed item has that id; item ids are whole numbers from /search or /map")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(422, f"{where or 'request'}: {first.get('msg', 'invalid')}")
+        return error_response(422, f"{where or 'request'}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, exc: ClientDisconnect):
@@ -291,14 +177,14 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception):
         logger.exception("%s %s failed", request.method, request.url.path)
-        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+        return error_response(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    async def httperror_response(request: Request, exc: HTTPException):
         message = {404: "no such page or endpoint; see /docs",
                    405: f"{request.method} is not how {request.url.path} is called; see /docs"}.get(exc.status_code,
                                                                                               str(exc.detail))
-        return _error(exc.status_code, message)
+        return error_response(exc.status_code, message)
 
     # -------------------------------------------------------------- pages
 
