@@ -83,8 +83,8 @@ class Service:
         self.map: LatentMap = compute_map(index, size=config.map_size, method=config.map_method, seed=config.seed)
         threshold = calibration.threshold if calibration is not None else None
         candidates = sample_ids(index, config.pair_candidates, config.seed)
-        self.pairs = PairQueue(propose_pairs(index, candidates, threshold=threshold,
-                                             labelled=vote_index(index) if index.has_labels else None))
+        self._votes = vote_index(index) if index.has_labels else None  # what kNN votes run on
+        self.pairs = PairQueue(propose_pairs(index, candidates, threshold=threshold, labelled=self._votes))
 
     @classmethod
     def load(cls, index_path: str | Path, model_path: str | Path, config: ServeConfig) -> Service:
@@ -202,7 +202,8 @@ class Service:
         if k not in self._classifiers:
             threshold = self.calibration.threshold if self.calibration is not None else None
             try:
-                self._classifiers[k] = KNNClassifier(vote_index(self.index), k=k, max_distance=threshold)
+                votes = self._votes if self._votes is not None else self.index
+                self._classifiers[k] = KNNClassifier(votes, k=k, max_distance=threshold)
             except VectorIndexError as exc:
                 raise RequestError(f"cannot classify: {exc}") from None
         return self._classifiers[k]
