@@ -97,10 +97,14 @@ class ShardedIndex:
 
     # -- routing ----------------------------------------------------------------------------------
 
-    def _route(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64 (n,), owning shard per id (-1 below the first shard's range))."""
+    def _route(self, ids: Any, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 (n,), owning shard per id (-1 below the first shard's range)); strict: an id
+        in no shard raises."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        return ids, np.searchsorted(self._first_ids, ids, side="right") - 1
+        owner = np.searchsorted(self._first_ids, ids, side="right") - 1
+        if strict and np.any(owner < 0):
+            raise VectorIndexError(f"id {int(ids[owner < 0][0])} is not in any shard")
+        return ids, owner
 
     def _per_shard(self, ids: Any, read, empty) -> np.ndarray:
         """read(shard, its ids) for every id, assembled in the order of `ids` (object array)."""
@@ -115,15 +119,11 @@ class ShardedIndex:
         return out
 
     def keys_for_ids(self, ids: Any) -> np.ndarray:
-        ids, owner = self._route(ids)
-        if np.any(owner < 0):
-            raise VectorIndexError(f"id {int(ids[owner < 0][0])} is not in any shard")
+        ids, _ = self._route(ids, strict=True)
         return self._per_shard(ids, lambda shard, part: shard.keys_for_ids(part), None)
 
     def labels_for_ids(self, ids: Any) -> np.ndarray:
-        ids, owner = self._route(ids)
-        if np.any(owner < 0):
-            raise VectorIndexError(f"id {int(ids[owner < 0][0])} is not in any shard")
+        ids, _ = self._route(ids, strict=True)
         return self._per_shard(ids, lambda shard, part: shard.labels_for_ids(part), None)
 
     def keys_and_labels(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +150,7 @@ class ShardedIndex:
 
     def reconstruct(self, ids: Any) -> np.ndarray:
         """Stored vectors (n, d) of ids (n,) (a flat copy per shard; IVF-PQ vectors are approximate)."""
-        ids, owner = self._route(ids)
-        if np.any(owner < 0):
-            raise VectorIndexError(f"id {int(ids[owner < 0][0])} is not in any shard")
+        ids, owner = self._route(ids, strict=True)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for s in np.unique(owner).tolist():
             rows = np.flatnonzero(owner == s)
@@ -174,9 +172,8 @@ class ShardedIndex:
         ids, labels = self.labelled_items()
         if not len(ids):
             raise VectorIndexError("no shard holds a labelled item; index with labels to classify")
-        index = VectorIndex.build(self.reconstruct(ids), keys=list(self.keys_for_ids(ids)), labels=list(labels),
-                                  metric=self.metric, model_fingerprint=self.model_fingerprint)
-        return index
+        return VectorIndex.build(self.reconstruct(ids), keys=list(self.keys_for_ids(ids)), labels=list(labels),
+                                 metric=self.metric, model_fingerprint=self.model_fingerprint)
 
     # -- search -----------------------------------------------------------------------------------
 

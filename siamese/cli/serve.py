@@ -64,7 +64,11 @@ def _config(args: argparse.Namespace):
 
 def _paths(index: str, model: str) -> tuple[str, str]:
     """INDEX and MODEL as given, or swapped (with a note) when they were given the other way round."""
-    if (Path(index) / "model.safetensors").is_file() and (Path(model) / "manifest.json").is_file():
+    from index.storage import MANIFEST
+
+    from ..models.saving import WEIGHTS_FILE
+
+    if (Path(index) / WEIGHTS_FILE).is_file() and (Path(model) / MANIFEST).is_file():
         logging.getLogger(__name__).warning("INDEX and MODEL were given the other way round; using %s as the index "
                                             "and %s as the model", model, index)
         return model, index
