@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 from typing import Any, Sequence
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from ._checks import as_attrs, as_keys, as_labels, check_positive_int, to_json
 from .errors import VectorIndexError
+
+logger = logging.getLogger("index.vector_index")  # the warning reads as the index's own
 
 
 def check_optional_int(value: Any, name: str) -> int | None:
@@ -79,3 +82,14 @@ def model_mismatch(recorded_fingerprint: str | None, recorded_dim: int, fingerpr
     if dim is not None and dim != recorded_dim:
         problems.append(f"the index has dimension {recorded_dim} but the model embeds to {dim}")
     return "; ".join(problems) or None
+
+
+def check_model_match(recorded_fingerprint: str | None, recorded_dim: int, fingerprint: str | None,
+                      dim: int | None, force: bool) -> None:
+    """`VectorIndex.check_model`: raise on a mismatch, or with `force` only log it."""
+    message = model_mismatch(recorded_fingerprint, recorded_dim, fingerprint, dim)
+    if message and force:
+        logger.warning("model mismatch ignored (force=True): %s", message)
+    elif message:
+        raise VectorIndexError(f"model mismatch: {message}; rebuild the index with this model (siamese index "
+                               "rebuild INDEX MODEL DATA) or accept it anyway (--force; force=True in Python)")

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 _SQL_BATCH = 500  # ids per `IN (...)` query, well below SQLite's variable limit
 _SQL_READ_BATCH = 65536  # rows per fetch when loading the cached arrays
-_RESTORE = "restore the index from a good copy"
+RESTORE = "restore the index from a good copy"
 
 
 def _over(text: str, limit: int) -> bool:
@@ -66,6 +66,18 @@ def _check_new_values(labels: Sequence[str | None], attrs: Sequence[str | None])
 def _keys(n: int, name: str) -> str:
     """`3 key(s)`, naming which keys when they are not simply the ones given (`3 key(s) (default keys...)`)."""
     return f"{n} key(s)" + ("" if name == "keys" else f" ({name})")
+
+
+def unknown_ids_error(missing: np.ndarray, name: str) -> VectorIndexError:
+    return VectorIndexError(f"{name} has {missing.size} id(s) not in the index {preview(missing.tolist())}; "
+                            f"use ids returned by add() or search()")
+
+
+def unknown_keys_error(missing: list[str], name: str, remedy: str) -> VectorIndexError:
+    return VectorIndexError(f"{_keys(len(missing), name)} not in the index {preview(missing)}; {remedy}")
+
+
+UNKNOWN_KEYS_REMEDY = "check the keys' spelling, or add those items first"
 
 
 def _scratch_database() -> sqlite3.Connection:
@@ -140,6 +152,10 @@ class MetadataStore:
                 f"{display_name} is not a valid metadata database ({load_problem(exc)}); "
                 f"restore the index directory from a good copy"
             ) from None
+
+    def working_copy(self) -> "MetadataStore":
+        """This store: it is already the changeable kind (see SavedMetadata.working_copy)."""
+        return self
 
     def save(self, path: str | Path) -> None:
         """Write a standalone SQLite file (WAL journal mode) at `path`."""
@@ -232,22 +248,17 @@ class MetadataStore:
     def _require_ids(self, ids: np.ndarray, name: str) -> np.ndarray:
         pos, found = self.positions(ids)
         if not np.all(found):
-            missing = ids[~found]
-            raise VectorIndexError(
-                f"{name} has {missing.size} id(s) not in the index {preview(missing.tolist())}; "
-                f"use ids returned by add() or search()"
-            )
+            raise unknown_ids_error(ids[~found], name)
         return pos
 
     # -- lookups ---------------------------------------------------------------------------------
 
     def ids_for_keys(self, keys: Sequence[str], name: str = "keys",
-                     remedy: str = "check the keys' spelling, or add those items first") -> np.ndarray:
+                     remedy: str = UNKNOWN_KEYS_REMEDY) -> np.ndarray:
         """int64 (n,) ids for keys; every key must exist (else an error ending with `remedy`)."""
         pos = self._key_positions(keys)
         if np.any(pos < 0):
-            missing = [keys[i] for i in np.flatnonzero(pos < 0).tolist()]
-            raise VectorIndexError(f"{_keys(len(missing), name)} not in the index {preview(missing)}; {remedy}")
+            raise unknown_keys_error([keys[i] for i in np.flatnonzero(pos < 0).tolist()], name, remedy)
         return self._ids[pos]
 
     def keys_for_ids(self, ids: np.ndarray, name: str = "ids") -> np.ndarray:
@@ -294,8 +305,8 @@ class MetadataStore:
                 for row_id, text in self._conn.execute(f"SELECT id, attrs FROM items WHERE id IN ({marks})", batch):
                     found[row_id] = text
             except sqlite3.OperationalError as exc:  # text that is not UTF-8 passes SQLite's own checks
-                raise VectorIndexError(f"attrs of the index cannot be read ({exc}); {_RESTORE}") from None
-        return [None if found[i] is None else safe_json.loads(found[i], f"the attrs of item {i}", _RESTORE)
+                raise VectorIndexError(f"attrs of the index cannot be read ({exc}); {RESTORE}") from None
+        return [None if found[i] is None else safe_json.loads(found[i], f"the attrs of item {i}", RESTORE)
                 for i in ids.tolist()]
 
     # -- mutation ------------------------------------------------------------------------------

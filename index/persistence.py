@@ -15,6 +15,7 @@ import numpy as np
 
 from . import mutation as _mutation
 from . import storage as _storage
+from . import verification as _verification
 from ._checks import check_positive_int, iter_row_chunks, to_float32, to_json
 from ._faiss import bounded_faiss_reads
 from .atomic import atomic_directory
@@ -24,6 +25,7 @@ from .outputs import check_output_directory
 from .backends import Backend, largest_honest_array, make_backend, map_lists
 from .kinds import IndexParams
 from .metadata import MetadataStore
+from .metadata_view import SavedMetadata
 from .metrics import METRICS, Metric
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ def _save_locked(directory: Path, backend: Backend, meta: MetadataStore, fields:
             "files": {name: _storage.file_entry(tmp / name) for name in names},
         }
         _storage.write_manifest(tmp, manifest)
+        _verification.write_record(tmp, _storage.sha256_file(tmp / _storage.MANIFEST), names)
 
 
 def _write_vectors(backend: Backend, count: int, dim: int, chunk_size: int, directory: Path) -> None:
@@ -120,9 +123,14 @@ def _write_vectors(backend: Backend, count: int, dim: int, chunk_size: int, dire
         raise RuntimeError(f"wrote {pos} vectors for {count} items")
 
 
-def load_once(directory: Path, untrusted: bool, chunk_size: int) -> dict[str, Any]:
+def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram: bool = False,
+              full_check: bool = False) -> dict[str, Any]:
     """One attempt at `VectorIndex.load` (the caller retries if a save replaced the directory):
-    the keyword arguments of the `VectorIndex` it makes, all checked against each other."""
+    the keyword arguments of the `VectorIndex` it makes, all checked against each other.
+
+    Files a valid record vouches for (index.verification) are not read whole again; without one,
+    every file is checked and compared with the others, and the record written. The metadata stays
+    in its file (SavedMetadata) unless `metadata_in_ram`. `full_check` ignores any record."""
     origin = origin_of(directory)
     manifest = _storage.read_manifest(directory)
     M = _storage.MANIFEST
@@ -148,33 +156,30 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int) -> dict[str, An
                     "file, open it without --untrusted (untrusted=False)" if untrusted else
                     "restore the index from a good copy")
             raise VectorIndexError(f"{M} does not list {name}, which this load needs; {hint}")
-    for name in manifest["files"]:
-        if name != _storage.FAISS_FILE:  # vectors.faiss is hashed on the bytes faiss will read
-            _storage.verify_file(directory, name, manifest)
-    meta = MetadataStore.load(directory / _storage.META_FILE, _storage.META_FILE)
-    rows = meta.count_rows()
-    if rows != count or len(meta) != count:
-        raise VectorIndexError(
-            f"{_storage.META_FILE} has {rows} items but {M} says {count}; "
-            f"restore the index from a good copy"
-        )
-    if count and int(meta.ids[-1]) >= next_id:
-        raise VectorIndexError(
-            f"{M} next_id={next_id} is not above the largest "
-            f"id {int(meta.ids[-1])} in {_storage.META_FILE}"
-        )
+    trusted = set() if untrusted or full_check else _verification.trusted_files(directory, origin[1])
+    listed = set(manifest["files"])
+    for name in sorted(listed - trusted - {_storage.FAISS_FILE}):  # vectors.faiss: hashed on the bytes faiss reads
+        _storage.verify_file(directory, name, manifest)
+    meta: SavedMetadata | MetadataStore = SavedMetadata(directory / _storage.META_FILE, count, _storage.META_FILE)
+    largest = meta.largest_id()
+    if largest is not None and largest >= next_id:
+        raise VectorIndexError(f"{M} next_id={next_id} is not above the largest id {largest} in "
+                               f"{_storage.META_FILE}; restore the index from a good copy")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    full = not listed <= trusted
+    if full:
+        _check_rows(meta, count)
     if untrusted:
         backend = _rebuild_from_arrays(directory, params, metric, dim, meta, seed, chunk_size)
     else:
         backend = _read_faiss(directory, manifest, params, metric)
-    ids = backend.stored_ids()
-    if ids.size != count or not np.array_equal(ids, meta.ids):
-        source = "vectors.npy/ids.npy" if untrusted else _storage.FAISS_FILE
-        raise VectorIndexError(
-            f"{source} holds {ids.size} vectors whose ids do not match the {count} items of {_storage.META_FILE}; "
-            f"restore the index from a good copy"
-        )
+    if full:
+        _check_ids(meta, backend, count, "vectors.npy/ids.npy" if untrusted else _storage.FAISS_FILE)
+        if not untrusted:
+            _verification.record_after_check(directory, origin[1], listed,
+                                             lambda: origin_of(directory) == origin)
+    if metadata_in_ram:
+        meta = meta.working_copy()
     logger.info("loaded %r index of %d vectors from %s%s", params.kind, count, directory, " (untrusted)" if untrusted else "")
     return dict(
         dim=dim,
@@ -191,7 +196,26 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int) -> dict[str, An
     )
 
 
-def _rebuild_from_arrays(directory: Path, params: IndexParams, metric: Metric, dim: int, meta: MetadataStore,
+def _check_rows(meta: SavedMetadata, count: int) -> None:
+    """Part of the full check of a load without a record: every metadata row valid, and as many as
+    the manifest says."""
+    rows = meta.check_rows()
+    if rows != count:
+        raise VectorIndexError(f"{_storage.META_FILE} has {rows} items but {_storage.MANIFEST} says {count}; "
+                               f"restore the index from a good copy")
+
+
+def _check_ids(meta: SavedMetadata, backend: Backend, count: int, source: str) -> None:
+    """The rest of the full check: the same ids in the metadata and the vectors."""
+    ids = backend.stored_ids()
+    if ids.size != count or not np.array_equal(ids, meta.all_ids()):
+        raise VectorIndexError(
+            f"{source} holds {ids.size} vectors whose ids do not match the {count} items of {_storage.META_FILE}; "
+            f"restore the index from a good copy"
+        )
+
+
+def _rebuild_from_arrays(directory: Path, params: IndexParams, metric: Metric, dim: int, meta: SavedMetadata,
                          seed: int, chunk_size: int) -> Backend:
     """Recreate the faiss index from vectors.npy/ids.npy (already checksum-verified)."""
     count = len(meta)
@@ -214,7 +238,7 @@ def _rebuild_from_arrays(directory: Path, params: IndexParams, metric: Metric, d
             )
         loaded[name] = arr
     vectors, ids = loaded[_storage.VECTORS_FILE], np.asarray(loaded[_storage.IDS_FILE])
-    if not np.array_equal(ids, meta.ids):
+    if not np.array_equal(ids, meta.all_ids()):
         raise VectorIndexError(
             f"{_storage.IDS_FILE} does not match the ids in {_storage.META_FILE}; "
             f"restore the index from a good copy"

@@ -19,12 +19,13 @@ from . import kinds as _kinds
 from . import mutation as _mutation
 from . import persistence as _persistence
 from ._arguments import (check_fingerprint, check_info, check_items, check_k, check_optional_int, check_radius,
-                         check_seed, model_mismatch)
+                         check_seed, check_model_match)
 from ._checks import as_ids, as_keys, check_choice, check_matrix, check_positive_int, check_queries
 from .atomic import read_consistently
 from .backends import Backend, make_backend
 from .errors import VectorIndexError
 from .metadata import MetadataStore
+from .metadata_view import SavedMetadata
 from .metrics import Metric, get_metric
 from .persistence import describe_array
 from .search_result import SearchResult, knn_result, range_results
@@ -45,20 +46,17 @@ class VectorIndex:
     - ``metric="ip"``: ``-inner product``.
 
     Kinds: "flat" (exact), "hnsw", "ivf", "ivfpq" (approximate) and "auto" (resolved at build
-    time from the vector count and `memory_budget_bytes`; `kind` reports the result); index.kinds
-    tabulates them, index/backends/ holds each one's faiss structure. Ids are int64, assigned 0,
-    1, 2, ... by `add` and never reused: they continue after the largest id ever assigned, across
-    remove/save/load. Removed HNSW ids are tombstoned (faiss cannot delete from the graph) until
-    the graph is rebuilt: once a quarter of it is tombstoned, and on every save.
+    time from the vector count and `memory_budget_bytes`); index.kinds tabulates them,
+    index/backends/ holds each one's faiss structure. Ids are int64, assigned 0, 1, 2, ... by `add`
+    and never reused, across remove/save/load. Removed HNSW ids are tombstoned until the graph is
+    rebuilt (once a quarter of it is tombstoned, and on every save).
 
-    `info` is a free JSON-serialisable dict saved in manifest.json: the caller's place for
-    things like a model config summary or a calibrated distance threshold.
-    `model_fingerprint` identifies the embedding model; `check_model` compares against it.
-
+    `info` is a free JSON-serialisable dict saved in manifest.json (a model summary, a calibrated
+    threshold); `model_fingerprint` identifies the embedding model, `check_model` compares with it.
     Create with `build`, `empty` (then `train` for IVF kinds and `add` chunk by chunk) or `load`.
     """
 
-    def __init__(self, *, dim: int, metric: Metric, backend: Backend, meta: MetadataStore, next_id: int,
+    def __init__(self, *, dim: int, metric: Metric, backend: Backend, meta: MetadataStore | SavedMetadata, next_id: int,
                  model_fingerprint: str | None, info: dict[str, Any], seed: int, chunk_size: int,
                  created_at: str | None = None, origin: tuple[str, str | None] | None = None) -> None:
         """The parts of an index; make one with `empty`, `build` or `load`."""
@@ -103,12 +101,9 @@ class VectorIndex:
               *, metric: str = "l2", kind: str = "flat", memory_budget_bytes: int | None = None,
               model_fingerprint: str | None = None, info: dict[str, Any] | None = None, seed: int = 0,
               chunk_size: int = 65536, nlist: int | None = None, pq_m: int | None = None) -> "VectorIndex":
-        """Index `vectors` (n, d) in one call; ids are 0..n-1, keys default to str(id).
-
-        `vectors` may be any array-like, including an np.memmap larger than RAM: it is read
-        `chunk_size` rows at a time and never converted as a whole. IVF kinds are trained on a
-        random sample (at most 64 * nlist rows, drawn with `seed`).
-        """
+        """Index `vectors` (n, d) in one call; ids are 0..n-1, keys default to str(id). `vectors` may
+        be any array-like, even an np.memmap larger than RAM: it is read `chunk_size` rows at a time.
+        IVF kinds are trained on a random sample (at most 64 * nlist rows, drawn with `seed`)."""
         arr, n, d = check_matrix(vectors, "vectors")
         key_list, label_list, attr_list = check_items(keys, labels, attrs, n)
         index = cls.empty(d, metric=metric, kind=kind, expected_count=n, memory_budget_bytes=memory_budget_bytes,
@@ -233,12 +228,7 @@ class VectorIndex:
         Raises VectorIndexError when `fingerprint` (or `dim`, if given) differs from the recorded
         value; with force=True logs a warning instead.
         """
-        message = model_mismatch(self._fingerprint, self._dim, fingerprint, dim)
-        if message and force:
-            logger.warning("model mismatch ignored (force=True): %s", message)
-        elif message:
-            raise VectorIndexError(f"model mismatch: {message}; rebuild the index with this model (siamese index "
-                                   "rebuild INDEX MODEL DATA) or accept it anyway (--force; force=True in Python)")
+        check_model_match(self._fingerprint, self._dim, fingerprint, dim, force)
 
     # -- training / adding / removing (index.mutation) ---------------------------------------
 
@@ -262,8 +252,13 @@ class VectorIndex:
         """
         arr, n, _ = check_matrix(vectors, "vectors", self._dim)
         key_list, label_list, attr_list = check_items(keys, labels, attrs, n)
-        return _mutation.add(self._backend, self._meta, self._counters, self._metric, arr, n, key_list, label_list,
-                             attr_list, chunk_size=self._chunk_size, validate_first=True)
+        return _mutation.add(self._backend, self._working_metadata(), self._counters, self._metric, arr, n, key_list,
+                             label_list, attr_list, chunk_size=self._chunk_size, validate_first=True)
+
+    def _working_metadata(self) -> MetadataStore:
+        """The store a change goes to (a loaded index's first change copies its rows, index.metadata_view)."""
+        self._meta = self._meta.working_copy()
+        return self._meta
 
     def _fill(self, arr: Any, n: int, keys: list[str] | None, labels: list[str | None] | None,
               attrs: list[str | None] | None) -> None:
@@ -284,7 +279,7 @@ class VectorIndex:
     def remove(self, ids: Any = None, keys: Any = None) -> int:
         """Remove items by `ids` or by `keys` (exactly one); returns how many were removed.
         Unknown ids/keys raise VectorIndexError and nothing is removed."""
-        return _mutation.remove(self._backend, self._meta, self._counters, ids=ids, keys=keys,
+        return _mutation.remove(self._backend, self._working_metadata(), self._counters, ids=ids, keys=keys,
                                 chunk_size=self._chunk_size)
 
     # -- search (the backend, index.search_result) ----------------------------------------------
@@ -386,15 +381,19 @@ class VectorIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, untrusted: bool = False, chunk_size: int = 65536) -> "VectorIndex":
-        """Load a saved index, verifying format, checksums and cross-file consistency.
+    def load(cls, directory: str | Path, untrusted: bool = False, chunk_size: int = 65536, *,
+             metadata_in_ram: bool = False, full_check: bool = False) -> "VectorIndex":
+        """Load a saved index, verifying format, checksums and cross-file consistency (index.persistence).
 
-        untrusted=True never parses vectors.faiss (faiss's reader is not hardened against
-        crafted files): the index is rebuilt from vectors.npy/ids.npy, which must exist
-        (IVF kinds are retrained from them with the recorded seed). A save by another process
-        while loading is waited out: the result is the old index or the new one, never a mix.
+        Keys, labels and attrs stay in meta.sqlite, read per hit, until the first add or remove;
+        `metadata_in_ram=True` copies them at once. Files checked whole before are trusted while
+        unchanged (index.verification); `full_check=True` checks all again (siamese index verify).
+        untrusted=True never parses vectors.faiss nor trusts a record: the index is rebuilt from
+        vectors.npy/ids.npy, which must exist. A concurrent save is waited out: the result is the
+        old or the new index.
         """
         directory = Path(directory)
         chunk_size = check_positive_int(chunk_size, "chunk_size")
-        attempt = lambda: cls(**_persistence.load_once(directory, untrusted, chunk_size))  # noqa: E731
+        attempt = lambda: cls(**_persistence.load_once(directory, untrusted, chunk_size, metadata_in_ram,  # noqa: E731
+                                                       full_check))
         return read_consistently(directory, attempt, (VectorIndexError, OSError))

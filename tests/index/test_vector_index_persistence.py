@@ -57,7 +57,8 @@ def _flip_byte(path: Path, offset: int | None = None) -> None:
 def test_layout_and_manifest(small: np.ndarray, tmp_path: Path) -> None:
     _saved(small, tmp_path / "idx")
     names = sorted(os.listdir(tmp_path / "idx"))
-    assert names == [".siamese-output.json", "ids.npy", "manifest.json", "meta.sqlite", "vectors.faiss", "vectors.npy"]
+    assert names == [".siamese-output.json", ".verified.json", "ids.npy", "manifest.json", "meta.sqlite",
+                     "vectors.faiss", "vectors.npy"]
     manifest = _manifest(tmp_path / "idx")
     assert manifest["format"] == "siamese-index" and manifest["format_version"] == 1
     assert (manifest["dim"], manifest["metric"], manifest["kind"], manifest["count"], manifest["next_id"]) == (16, "l2", "flat", 198, 200)
