@@ -80,7 +80,7 @@ def unknown_keys_error(missing: list[str], name: str, remedy: str) -> VectorInde
 UNKNOWN_KEYS_REMEDY = "check the keys' spelling, or add those items first"
 
 
-def _scratch_database() -> sqlite3.Connection:
+def scratch_database() -> sqlite3.Connection:
     """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
     beyond it to a scratch file that is deleted on close (or by the OS if the process dies).
     URI file names are enabled so that `load` can attach a saved file read-only."""
@@ -126,7 +126,7 @@ class MetadataStore:
     @classmethod
     def in_memory(cls) -> "MetadataStore":
         """An empty store (a private temporary database, see the module docs)."""
-        conn = _scratch_database()
+        conn = scratch_database()
         conn.execute(SCHEMA)
         conn.commit()
         return cls(conn)
@@ -141,7 +141,7 @@ class MetadataStore:
         the next save), every row is type- and size-checked while it is copied, the fresh schema
         enforces unique keys, and the work is capped in proportion to the file's size (a query
         that would run longer is aborted). Raises VectorIndexError naming the file."""
-        conn = _scratch_database()
+        conn = scratch_database()
         try:
             conn.execute(SCHEMA)
             append_saved_rows(conn, Path(path))

@@ -18,18 +18,19 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from . import safe_json
 from .errors import VectorIndexError
-from .metadata import RESTORE, UNKNOWN_KEYS_REMEDY, MetadataStore, unknown_ids_error, unknown_keys_error
+from .metadata import (RESTORE, UNKNOWN_KEYS_REMEDY, MetadataStore, scratch_database, unknown_ids_error,
+                       unknown_keys_error)
 from .saved_metadata import (ROW_BOUNDS, VALID_ATTRS, VALID_ID, VALID_KEY, VALID_LABEL, VALID_ROW, bounded,
                              first_bad_row, load_problem, open_saved)
 
 _BATCH = 32768  # ids or keys per lookup statement (one JSON array, unpacked by SQLite's json_each)
-_SCAN_BATCH = 65536  # rows per statement of a scan in id order
+_SCAN_BATCH = 16384  # rows per statement of a scan in id order
 # VM steps an honest statement needs per row it reads (measured: about 40 for a lookup by id, 30 per
 # row of a scan, more with long keys) and per statement; a statement that runs past is stopped.
 _STEPS_PER_ROW = 2000
@@ -84,8 +85,22 @@ class SavedMetadata:
     # -- construction / persistence ----------------------------------------------------------------
 
     def working_copy(self) -> MetadataStore:
-        """A changeable store holding every row (copied and checked): what add and remove change."""
-        return MetadataStore.load(self._path, self._name)
+        """A changeable store holding every row, copied and checked: what add and remove change. It is
+        copied from the open file, the version this index was loaded from, even if a save has put a
+        newer one at the path since (saving the change over it is then refused, not a lost update)."""
+        conn = scratch_database()
+        try:
+            with self._lock:
+                self._conn.backup(conn)  # page by page; the schema was checked on open
+            with bounded(conn, _STEPS_FIXED + _STEPS_PER_ROW * self._count):
+                bad = conn.execute(f"SELECT EXISTS (SELECT 1 FROM items WHERE ({VALID_ROW}) IS NOT 1)",
+                                   ROW_BOUNDS).fetchone()[0]
+                if bad:
+                    raise sqlite3.DatabaseError(first_bad_row(conn, "items"))
+            return MetadataStore(conn)
+        except (sqlite3.Error, ValueError) as exc:
+            conn.close()
+            raise self._invalid(exc) from None
 
     def save(self, path: str | Path) -> None:
         """Write a standalone SQLite file (WAL journal mode) at `path`: the saved rows, page by page."""
@@ -122,18 +137,25 @@ class SavedMetadata:
             raise self._bad_row(f"id > {int(last)}", {})
         return top, json.loads(ids), json.loads(values)
 
-    def _scan_all(self, labels: bool) -> tuple[np.ndarray, np.ndarray]:
-        id_parts, label_parts, last = [], [], -1
+    def _batches(self, labels: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, labels) per batch of `_scan`, in id order."""
+        last = -1
         while True:
             top, ids, values = self._scan(last, labels)
             if top is None:
-                break
-            id_parts.append(np.asarray(ids, dtype=np.int64))
-            label_parts.append(_objects(values))
+                return
+            yield np.asarray(ids, dtype=np.int64), _objects(values)
             last = top
-        if not id_parts:
+
+    def _scan_all(self, labels: bool) -> tuple[np.ndarray, np.ndarray]:
+        batches = list(self._batches(labels))
+        if not batches:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-        return np.concatenate(id_parts), np.concatenate(label_parts)
+        return np.concatenate([ids for ids, _ in batches]), np.concatenate([values for _, values in batches])
+
+    def iter_ids(self) -> Iterator[np.ndarray]:
+        """Sorted int64 ids of every row, a batch at a time (a check that holds none of them all)."""
+        return (ids for ids, _ in self._batches(labels=False))
 
     def all_ids(self) -> np.ndarray:
         """Sorted int64 ids of every row, read now (`ids` keeps them)."""

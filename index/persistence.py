@@ -206,9 +206,16 @@ def _check_rows(meta: SavedMetadata, count: int) -> None:
 
 
 def _check_ids(meta: SavedMetadata, backend: Backend, count: int, source: str) -> None:
-    """The rest of the full check: the same ids in the metadata and the vectors."""
-    ids = backend.stored_ids()
-    if ids.size != count or not np.array_equal(ids, meta.all_ids()):
+    """The rest of the full check: the same ids in the metadata and the vectors (compared a batch of
+    the metadata's at a time)."""
+    ids, start = backend.stored_ids(), 0
+    same = ids.size == count
+    for batch in meta.iter_ids() if same else ():
+        same = np.array_equal(ids[start:start + batch.size], batch)
+        start += batch.size
+        if not same:
+            break
+    if not same or start != ids.size:
         raise VectorIndexError(
             f"{source} holds {ids.size} vectors whose ids do not match the {count} items of {_storage.META_FILE}; "
             f"restore the index from a good copy"

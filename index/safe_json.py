@@ -74,7 +74,7 @@ def read_json(path: str | os.PathLike, display_name: str, remedy: str, *, max_by
         if info.st_size > max_bytes:
             raise error(f"{display_name} has {info.st_size} bytes, more than the {max_bytes} read; {remedy}")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(max_bytes + 1)  # the file may have grown since fstat
+            data = fh.read(min(info.st_size, max_bytes) + 1)  # (+1: it may have grown since fstat)
     except OSError as exc:
         raise error(f"{display_name} cannot be read ({exc.strerror or exc}); {remedy}") from None
     finally:

@@ -178,7 +178,9 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, direct_map: b
     Memory stays bounded by one shard's id map, not by the vectors: shards are read
     memory-mapped and their lists copied into lists.ivfdata. direct_map=False skips the id ->
     position hash table (about 50 bytes per item in RAM once loaded); without it `reconstruct`
-    and `get` are unavailable but search works.
+    and `get` are unavailable but search works. The shards are checksummed here; the first load of
+    the result checks it whole (ids across files) and records that, so later loads open in seconds
+    (`siamese index merge` does that load).
     """
     found = shard_manifests(shards)
     for path, manifest in found:

@@ -113,13 +113,18 @@ class IvfBackend(Backend):
     def stored_ids(self) -> np.ndarray:
         ivf = faiss.extract_index_ivf(self._faiss)
         invlists = ivf.invlists
-        parts = [
-            faiss.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
-            for lst in range(ivf.nlist)
-            if invlists.list_size(lst)
-        ]
-        ids = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-        return np.sort(ids.astype(np.int64, copy=False))
+        ids, start = np.empty(ivf.ntotal, dtype=np.int64), 0  # one array, filled list by list, sorted in place
+        for lst in range(ivf.nlist):
+            size = invlists.list_size(lst)
+            if size:
+                if start + size > ids.size:
+                    raise VectorIndexError(f"the inverted lists hold more than the {ids.size} vectors the index "
+                                           "counts; restore the index from a good copy")
+                ids[start:start + size] = faiss.rev_swig_ptr(invlists.get_ids(lst), size)
+                start += size
+        ids = ids[:start]
+        ids.sort()
+        return ids
 
     def iter_vectors(self, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Exact vectors for ivf, PQ reconstructions (approximate) for ivfpq."""

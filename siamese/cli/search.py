@@ -110,7 +110,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = load_model_argument(args.model)
     index = _index_for(args.index, model, args)
     items = load_data(args, args.data, model, labels=args.labels)
-    n_labelled = int(sum(1 for v in index.labels_for_ids(index.ids) if v is not None))
+    n_labelled = int(index.labelled_items()[0].size)
     propagate = args.propagate == "on" or (args.propagate == "auto" and n_labelled < len(index) / 2)
     if propagate:
         from index.propagation import propagated_index
