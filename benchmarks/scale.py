@@ -116,34 +116,50 @@ def phase_shard(work: Path, i: int, n_shards: int) -> dict:
 
 
 def phase_merge(work: Path, n_shards: int) -> dict:
+    """Merge, then load once as `siamese index merge` does: that first load checks the files whole
+    (checksums, rows, ids across files) and records the check, so later loads trust it."""
+    from index import VectorIndex
     from index.shards import merge_shards
 
     merge_shards([work / f"shard-{i}" for i in range(n_shards)], work / "merged", direct_map=False)
-    return {}
+    started = time.perf_counter()
+    VectorIndex.load(work / "merged")
+    return {"check_seconds": time.perf_counter() - started}
 
 
-def phase_search(work: Path, k: int, nprobes: list[int]) -> dict:
+def phase_search(work: Path, k: int, nprobes: list[int], mode: str) -> dict:
+    """Open the merged index and search it. mode "in_ram" is the load as it was before metadata
+    moved to disk: every file checked whole, keys and labels copied into RAM; "on_disk" is today's."""
     import faiss
 
     from index import VectorIndex
 
     before, started = _status_kb("RssAnon"), time.perf_counter()
-    index = VectorIndex.load(work / "merged")
+    if mode == "in_ram":
+        index = VectorIndex.load(work / "merged", metadata_in_ram=True, full_check=True)
+    else:
+        index = VectorIndex.load(work / "merged")
     load_seconds = time.perf_counter() - started
-    loaded_mb = (_status_kb("RssAnon") - before) / 1024  # private memory the loaded index keeps
+    loaded_mb = (_status_kb("RssAnon") - before) / 1024  # private memory the open index keeps
     q, truth = np.load(work / "queries.npy", allow_pickle=False), np.load(work / "truth.npy", allow_pickle=False)
+    hits = index.search(q[:1], k)  # one search, keys and labels looked up as for any caller
+    assert hits.keys[0, 0] is not None
+    searched_mb = (_status_kb("RssAnon") - before) / 1024
     rows = []
     for nprobe in nprobes:
         index.set_search_params(nprobe=nprobe)
         for threads in (1, os.cpu_count() or 1):
             faiss.omp_set_num_threads(threads)
             index.search(q[:10], k)  # warm the mapped lists a little
-            started = time.perf_counter()
-            ids = index.search(q, k).ids
-            seconds = time.perf_counter() - started
-            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
-            rows.append({"nprobe": nprobe, "threads": threads, "qps": len(q) / seconds, "recall": recall})
-    return {"load_seconds": load_seconds, "loaded_mb": loaded_mb, "rows": rows}
+            best = 0.0
+            for _ in range(3):  # best of 3: this machine is shared
+                started = time.perf_counter()
+                found = index.search(q, k)
+                best = max(best, len(q) / (time.perf_counter() - started))
+            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found.ids, truth)]))
+            rows.append({"nprobe": nprobe, "threads": threads, "qps": best, "recall": recall})
+    return {"load_seconds": load_seconds, "loaded_mb": loaded_mb, "searched_mb": searched_mb,
+            "final_mb": (_status_kb("RssAnon") - before) / 1024, "rows": rows}
 
 
 PHASES = {"generate": phase_generate, "truth": phase_truth, "train": phase_train, "shard": phase_shard,
@@ -205,13 +221,14 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def billion_estimate(n: int, d: int, nlist: int, merged_bytes: dict, search: dict, build_rate: float) -> list[str]:
-    """Disk / RAM / machines for 1e9 items, scaled from this run's bytes per item."""
+def billion_estimate(n: int, d: int, nlist: int, merged_bytes: dict, searches: dict, build_rate: float) -> list[str]:
+    """Disk / RAM / machines for 1e9 items, scaled from this run's bytes per item, for the index as
+    opened before (metadata in RAM) and now (metadata read per hit from meta.sqlite)."""
     target = 1_000_000_000
     lists_per_item = merged_bytes["lists.ivfdata"] / n
     meta_per_item = merged_bytes["meta.sqlite"] / n
-    lookup = search["loaded_mb"] * 1024 * 1024 / n  # private memory of the loaded index: keys, labels, ids
-    search_rows = search["rows"]
+    private = {mode: r["final_mb"] * 2**20 / n for mode, r in searches.items()}  # after load and all searches
+    search_rows = searches["on_disk"]["rows"]
     nlist_1b = 65536
     lines = ["", f"paper estimate for 1B items of dim {d} (scaled from this run's {n:,} items):"]
     for kind, code in (("ivf (float32 codes, as measured)", 4 * d), ("ivfpq, 16-byte codes", 16)):
@@ -219,20 +236,22 @@ def billion_estimate(n: int, d: int, nlist: int, merged_bytes: dict, search: dic
         meta = target * meta_per_item
         lines += [f"  {kind}:",
                   f"    disk: inverted lists {lists / 1e9:,.0f} GB + metadata {meta / 1e9:,.0f} GB "
-                  f"+ shards while building (same again) -> {2 * (lists + meta) / 1e9:,.0f} GB peak",
-                  f"    RAM to serve at full speed: the lists in page cache ({lists / 1e9:,.0f} GB) + "
-                  f"coarse quantizer ({nlist_1b} x {d} floats = {nlist_1b * d * 4 / 1e6:.0f} MB) + "
-                  f"ids/keys/labels held in RAM by VectorIndex ({lookup:.0f} B/item measured = "
-                  f"{lookup * target / 1e9:,.0f} GB)",
-                  f"    with 64 GB machines (48 GB usable): {max(1, int(np.ceil((lists + lookup * target) / 48e9)))} "
-                  f"machines, each serving a merged partition of the shards from RAM (a query goes to all and "
-                  f"the top-k are combined, as faiss IndexShards does); or fewer machines reading the lists "
-                  f"from SSD, bounded by random-read latency"]
+                  f"+ shards while building (same again) -> {2 * (lists + meta) / 1e9:,.0f} GB peak"]
+        for mode, label in (("in_ram", "before, metadata in RAM"), ("on_disk", "now, metadata read per hit")):
+            ram = lists + private[mode] * target
+            lines += [f"    {label}: the lists in page cache ({lists / 1e9:,.0f} GB) + private memory "
+                      f"{private[mode]:.0f} B/item measured ({private[mode] * target / 1e9:,.0f} GB) + coarse "
+                      f"quantizer ({nlist_1b} x {d} floats = {nlist_1b * d * 4 / 1e6:.0f} MB) -> "
+                      f"{max(1, int(np.ceil(ram / 48e9)))} machines of 64 GB (48 GB usable) serving from RAM"]
+        lines += ["    (a query goes to every machine and the top-k are combined: `siamese serve` and `query` "
+                  "take a folder of shards); with the lists read from SSD instead, fewer machines, bounded by "
+                  "random-read latency; metadata rows are read only for the hits, from page cache or disk"]
     best = max(search_rows, key=lambda r: (r["recall"], r["qps"]))
     lines += [f"  build: the shard phase above ran at {build_rate:,.0f} items/s per process; 1B items at that "
               f"rate is {target / build_rate / 3600:,.1f} process-hours (parallel across machines)"]
-    lines += [f"  search at nprobe={best['nprobe']} scans ~{best['nprobe'] / nlist * target / 1e6:,.0f}M codes per "
-              f"query with nlist={nlist}; with nlist={nlist_1b} it is ~{best['nprobe'] / nlist_1b * target / 1e6:,.0f}M"]
+    scanned = best["nprobe"] * target / 1e6
+    lines += [f"  search at nprobe={best['nprobe']} scans ~{scanned / nlist:,.0f}M codes per query with "
+              f"nlist={nlist}; with nlist={nlist_1b} it is ~{scanned / nlist_1b:,.0f}M"]
     return lines
 
 
@@ -283,8 +302,10 @@ def main() -> None:
     merged = run_phase("merge", work=work, n_shards=args.shards)
     phases.append(("merge (on-disk lists)", merged))
     build_seconds = time.perf_counter() - build
-    search = run_phase("search", work=work, k=10, nprobes=args.nprobe)
-    phases.append(("load + search", search))
+    searches = {mode: run_phase("search", work=work, k=10, nprobes=args.nprobe, mode=mode)
+                for mode in ("in_ram", "on_disk")}
+    phases += [(f"open + search, metadata {mode.replace('_', ' ')}", r) for mode, r in searches.items()]
+    search = searches["on_disk"]
     build_rate = sum(r["items"] for r in shard_results) / sum(r["seconds"] for r in shard_results)
 
     print("| phase | wall s | peak RSS MB | peak private MB |\n|---|---|---|---|")
@@ -298,12 +319,31 @@ def main() -> None:
     print(f"disk: vectors.npy {(work / 'vectors.npy').stat().st_size / 1e9:.2f} GB, shards {shard_bytes / 1e9:.2f} GB, "
           f"merged index {sum(merged_bytes.values()) / 1e9:.2f} GB "
           f"({', '.join(f'{k} {v / 1e6:,.0f} MB' for k, v in sorted(merged_bytes.items()))})")
-    print(f"load of the merged index (checksums, metadata into RAM): {search['load_seconds']:.1f} s, "
-          f"{search['loaded_mb']:,.0f} MB of private memory kept")
-    print(f"\n| nprobe | faiss threads | recall@10 vs exact | QPS ({args.queries} queries) |\n|---|---|---|---|")
+    print(f"first load after the merge (every file checked whole, the check recorded): {merged['check_seconds']:.1f} s")
+    budget_mb = ((4 * d + 40) * n + (64 << 20)) / 2**20
+    print(f"\n| open | open s | private MB kept | after a search | after all searches | "
+          f"QPS nprobe {args.nprobe[0]}, 1 / {os.cpu_count()} threads | recall@10 |\n|---|---|---|---|---|---|---|")
+    for mode, result in searches.items():
+        first = [r for r in result["rows"] if r["nprobe"] == args.nprobe[0]]
+        print(f"| metadata {mode.replace('_', ' ')} | {result['load_seconds']:.2f} | {result['loaded_mb']:,.0f} | "
+              f"{result['searched_mb']:,.0f} | {result['final_mb']:,.0f} | "
+              f"{' / '.join(format(r['qps'], ',.0f') for r in first)} | {first[0]['recall']:.3f} |")
+    base = {(r["nprobe"], r["threads"]): r["qps"] for r in searches["in_ram"]["rows"]}
+    ratios = [r["qps"] / base[r["nprobe"], r["threads"]] for r in search["rows"] if r["nprobe"] == args.nprobe[0]]
+    goals = [("open <= 2 s", search["load_seconds"] <= 2, f"{search['load_seconds']:.2f} s"),
+             ("open <= 300 MB private", search["loaded_mb"] <= 300, f"{search['loaded_mb']:,.0f} MB"),
+             (f"after a search <= 4d + 40 B/item + 64 MiB = {budget_mb:,.0f} MB", search["searched_mb"] <= budget_mb,
+              f"{search['searched_mb']:,.0f} MB"),
+             (f"QPS at nprobe {args.nprobe[0]} >= 0.8x in RAM", min(ratios) >= 0.8,
+              ", ".join(f"{x:.2f}x" for x in ratios))]
+    print("\n| goal | measured | |\n|---|---|---|")
+    for goal, ok, measured in goals:
+        print(f"| {goal} | {measured} | {'pass' if ok else 'FAIL'} |")
+    print("\n| nprobe | faiss threads | recall@10 vs exact | QPS in RAM | QPS on disk |\n|---|---|---|---|---|")
     for row in search["rows"]:
-        print(f"| {row['nprobe']} | {row['threads']} | {row['recall']:.3f} | {row['qps']:,.0f} |")
-    print("\n".join(billion_estimate(n, d, args.nlist, merged_bytes, search, build_rate)))
+        in_ram = base[row["nprobe"], row["threads"]]
+        print(f"| {row['nprobe']} | {row['threads']} | {row['recall']:.3f} | {in_ram:,.0f} | {row['qps']:,.0f} |")
+    print("\n".join(billion_estimate(n, d, args.nlist, merged_bytes, searches, build_rate)))
     print(f"\ntotal {time.perf_counter() - total:.0f} s")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -97,6 +97,7 @@ class SavedMetadata:
                                    ROW_BOUNDS).fetchone()[0]
                 if bad:
                     raise sqlite3.DatabaseError(first_bad_row(conn, "items"))
+                conn.execute("REINDEX items")  # the keys' index rebuilt from the rows: unique keys enforced
             return MetadataStore(conn)
         except (sqlite3.Error, ValueError) as exc:
             conn.close()
@@ -196,10 +197,15 @@ class SavedMetadata:
         return int(self._query("SELECT COUNT(*) FROM items", {}, self._count)[0][0])
 
     def check_rows(self) -> int:
-        """Check every row as a copy would (types, sizes, attrs JSON); returns the row count."""
+        """Check every row as a copy into a fresh database would (types, sizes, attrs JSON, unique
+        keys) and the file's own structure (SQLite's integrity check: b-trees, and the keys' index
+        against the rows, which key lookups read); returns the row count."""
         count, bad = self._query(f"SELECT COUNT(*), sum(({VALID_ROW}) IS NOT 1) FROM items", {}, self._count)[0]
         if bad:
             raise self._bad_row("1", {})
+        problems = [str(row[0])[:160] for row in self._query("PRAGMA integrity_check(1)", {}, self._count)]
+        if problems != ["ok"]:
+            raise self._invalid(sqlite3.DatabaseError(f"its integrity check fails: {problems[0]}"))
         return int(count)
 
     # -- lookups -----------------------------------------------------------------------------------

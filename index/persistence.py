@@ -18,7 +18,7 @@ from . import storage as _storage
 from . import verification as _verification
 from ._checks import check_positive_int, iter_row_chunks, to_float32, to_json
 from ._faiss import bounded_faiss_reads
-from .atomic import atomic_directory
+from .atomic import atomic_directory, read_consistently
 from .locking import write_lock
 from .errors import VectorIndexError
 from .outputs import check_output_directory
@@ -123,14 +123,27 @@ def _write_vectors(backend: Backend, count: int, dim: int, chunk_size: int, dire
         raise RuntimeError(f"wrote {pos} vectors for {count} items")
 
 
-def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram: bool = False,
-              full_check: bool = False) -> dict[str, Any]:
-    """One attempt at `VectorIndex.load` (the caller retries if a save replaced the directory):
-    the keyword arguments of the `VectorIndex` it makes, all checked against each other.
+def load(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram: bool,
+         full_check: bool) -> dict[str, Any]:
+    """`VectorIndex.load`: the keyword arguments of the `VectorIndex` it makes, all checked against
+    each other, from one version of the directory (`load_once` is repeated while a save replaces it).
 
     Files a valid record vouches for (index.verification) are not read whole again; without one,
-    every file is checked and compared with the others, and the record written. The metadata stays
-    in its file (SavedMetadata) unless `metadata_in_ram`. `full_check` ignores any record."""
+    every file is checked and compared with the others, and the check recorded afterwards (writing
+    the record inside the attempt would look like a replaced directory). The metadata stays in its
+    file (SavedMetadata) unless `metadata_in_ram`. `full_check` ignores any record."""
+    attempt = lambda: load_once(directory, untrusted, chunk_size, metadata_in_ram, full_check)  # noqa: E731
+    fields, checked = read_consistently(directory, attempt, (VectorIndexError, OSError))
+    if checked and not untrusted:
+        origin = fields["origin"]
+        _verification.record_after_check(directory, origin[1], checked, lambda: origin_of(directory) == origin)
+    return fields
+
+
+def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram: bool,
+              full_check: bool) -> tuple[dict[str, Any], set[str]]:
+    """One attempt at `load`: (the `VectorIndex` keyword arguments, the files it checked whole if
+    it ran the full check, else an empty set)."""
     origin = origin_of(directory)
     manifest = _storage.read_manifest(directory)
     M = _storage.MANIFEST
@@ -175,9 +188,6 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram
         backend = _read_faiss(directory, manifest, params, metric)
     if full:
         _check_ids(meta, backend, count, "vectors.npy/ids.npy" if untrusted else _storage.FAISS_FILE)
-        if not untrusted:
-            _verification.record_after_check(directory, origin[1], listed,
-                                             lambda: origin_of(directory) == origin)
     if metadata_in_ram:
         meta = meta.working_copy()
     logger.info("loaded %r index of %d vectors from %s%s", params.kind, count, directory, " (untrusted)" if untrusted else "")
@@ -193,7 +203,7 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram
         chunk_size=chunk_size,
         created_at=manifest.get("created_at") if isinstance(manifest.get("created_at"), str) else None,
         origin=origin,
-    )
+    ), (listed if full else set())
 
 
 def _check_rows(meta: SavedMetadata, count: int) -> None:

@@ -21,7 +21,6 @@ from . import persistence as _persistence
 from ._arguments import (check_fingerprint, check_info, check_items, check_k, check_optional_int, check_radius,
                          check_seed, check_model_match)
 from ._checks import as_ids, as_keys, check_choice, check_matrix, check_positive_int, check_queries
-from .atomic import read_consistently
 from .backends import Backend, make_backend
 from .errors import VectorIndexError
 from .metadata import MetadataStore
@@ -392,8 +391,5 @@ class VectorIndex:
         vectors.npy/ids.npy, which must exist. A concurrent save is waited out: the result is the
         old or the new index.
         """
-        directory = Path(directory)
         chunk_size = check_positive_int(chunk_size, "chunk_size")
-        attempt = lambda: cls(**_persistence.load_once(directory, untrusted, chunk_size, metadata_in_ram,  # noqa: E731
-                                                       full_check))
-        return read_consistently(directory, attempt, (VectorIndexError, OSError))
+        return cls(**_persistence.load(Path(directory), untrusted, chunk_size, metadata_in_ram, full_check))

@@ -149,6 +149,7 @@ def test_save_records_and_load_trusts_the_record(saved: tuple[Path, np.ndarray],
     hashed.clear()
     VectorIndex.load(path, full_check=True)
     assert set(hashed) >= {"meta.sqlite", "vectors.npy", "ids.npy"}
+    assert hashed.count("meta.sqlite") == 1  # writing the record does not make the load start over
 
 
 @pytest.mark.parametrize("name", ["meta.sqlite", "vectors.npy"])
