@@ -1,4 +1,6 @@
-"""Item metadata (key, label, JSON attrs) keyed by the int64 id faiss returns.
+"""Item metadata (key, label, JSON attrs) keyed by the int64 id faiss returns: the changeable store of
+an index being built or changed (a loaded index reads its saved file instead until its first change,
+see metadata_view.py).
 
 SQLite table `items(id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, label TEXT NULL, attrs TEXT
 NULL)` is the persisted form (`meta.sqlite`). The working copy is a private temporary database:

@@ -11,9 +11,11 @@ A saved index is a directory::
     ids.npy         int64 (count,) their ids              } ivf/ivfpq on request
     lists.ivfdata   inverted lists of a merged shard index (faiss OnDiskInvertedLists, memory-mapped;
                     see shards.py); vectors.faiss then holds the quantizer and list offsets only
+    .verified.json  the record of the last full check, not listed in the manifest (verification.py)
 
-Checksums are verified before any file is parsed: faiss's reader trusts the sizes written in
-the file, so unverified bytes must never reach it. A checksum only detects corruption or edits
+Checksums are verified before any file is parsed (or, when a record of an earlier full check
+vouches for an unchanged file, were verified then): faiss's reader trusts the sizes written in the
+file, so unverified bytes must never reach it; vectors.faiss is always hashed on the bytes it reads. A checksum only detects corruption or edits
 that did not also rewrite the manifest; for files from an untrusted source load with
 `untrusted=True`, which never parses vectors.faiss.
 """

@@ -386,7 +386,7 @@ class VectorIndex:
 
         Keys, labels and attrs stay in meta.sqlite, read per hit, until the first add or remove;
         `metadata_in_ram=True` copies them at once. Files checked whole before are trusted while
-        unchanged (index.verification); `full_check=True` checks all again (siamese index verify).
+        unchanged (index.verification); `full_check=True` checks all again (siamese index check).
         untrusted=True never parses vectors.faiss nor trusts a record: the index is rebuilt from
         vectors.npy/ids.npy, which must exist. A concurrent save is waited out: the result is the
         old or the new index.

@@ -15,7 +15,7 @@ copy, an edit that did not also rewrite the manifest), and any such change alter
 the file is checked again. A forged or stale record can only skip the checksum: every read still
 checks what it reads (the manifest, the faiss file's structure and sha256, the metadata schema on
 open and each row as it is read), so a hostile file still gets a clear error. What a record
-cannot see is bits flipped below the file system; `siamese index verify INDEX` checks everything
+cannot see is bits flipped below the file system; `siamese index check INDEX` checks everything
 again, and `untrusted=True` loads never use a record.
 """
 

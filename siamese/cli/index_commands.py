@@ -34,7 +34,7 @@ def register(sub) -> None:
     index_sub.add_parser("add", cmd_index_add, index_add_arguments,
                          help="append DATA's items to an index (ids continue)")
     index_sub.add_parser("info", cmd_index_info, index_info_arguments, help="describe an index")
-    index_sub.add_parser("verify", cmd_index_verify, index_verify_arguments,
+    index_sub.add_parser("check", cmd_index_check, index_check_arguments,
                          help="check every file of an index again (checksums, metadata rows, ids)")
     index_sub.add_parser("remove", cmd_index_remove, index_remove_arguments,
                          help="remove items from an index by key (no model needed)")
@@ -139,7 +139,7 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_index_verify(args: argparse.Namespace) -> int:
+def cmd_index_check(args: argparse.Namespace) -> int:
     """Torch-free. A load checks a file whole only when no record of an earlier check vouches for it
     (index.verification); this checks all of them, whatever a record says."""
     from index import VectorIndex
@@ -185,7 +185,7 @@ def index_remove_arguments(r: argparse.ArgumentParser) -> None:
                    help="an index from elsewhere: rebuild it from vectors.npy, never parse its faiss file")
 
 
-def index_verify_arguments(v: argparse.ArgumentParser) -> None:
+def index_check_arguments(v: argparse.ArgumentParser) -> None:
     add_index_argument(v, "the index to check")
 
 

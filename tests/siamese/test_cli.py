@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -55,6 +56,24 @@ def test_index_info_and_add(workspace, capsys):
     assert code == 2 and "already in the index" in err and err.count("\n") == 1
     code, out, _ = run(capsys, "index", "info", workspace / "index2", "--json")
     assert json.loads(out)["count"] == 30  # nothing partial was written
+
+
+def test_index_check_reads_every_file_again(workspace, capsys, tmp_path):
+    import shutil
+
+    shutil.copytree(workspace / "index", tmp_path / "index")
+    code, out, _ = run(capsys, "index", "check", tmp_path / "index")
+    assert code == 0 and "24 items" in out and "every file matches its checksum" in out
+    meta = tmp_path / "index" / "meta.sqlite"
+    data = bytearray(meta.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stat = meta.stat()
+    meta.write_bytes(bytes(data))
+    os.utime(meta, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the modification time put back: ctime still changed
+    code, out, err = run(capsys, "query", tmp_path / "index", workspace / "tuned", "--key", "0/3.png", "-k", "2")
+    assert code == 2 and "meta.sqlite fails its sha256 check" in err and err.count("\n") == 1
+    code, out, err = run(capsys, "index", "check", tmp_path / "index")
+    assert code == 2 and "meta.sqlite fails its sha256 check" in err
 
 
 def test_query_by_file_and_by_key(workspace, capsys, tmp_path):

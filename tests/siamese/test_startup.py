@@ -50,8 +50,9 @@ def test_help_and_version_import_neither_torch_nor_faiss(argv):
     assert not modules & {*HEAVY, "faiss"}, sorted(modules & {*HEAVY, "faiss"})
 
 
-def test_index_info_is_torch_free(saved_index):
-    code, modules = imported_by("index", "info", str(saved_index), "--json")
+@pytest.mark.parametrize("command", [["index", "info", "--json"], ["index", "check"]])
+def test_index_info_and_check_are_torch_free(saved_index, command):
+    code, modules = imported_by(*command, str(saved_index))
     assert code == 0
     assert "faiss" in modules  # it really opened the index
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
