@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTERS = 4096  # clusters in the synthetic data (embeddings are clustered, not uniform)
+OPENED = {"in_ram": "before: metadata in RAM", "on_disk": "now: metadata on disk"}  # search phase modes
 
 
 # ---------------------------------------------------------------- phases (each in its own process)
@@ -128,17 +129,20 @@ def phase_merge(work: Path, n_shards: int) -> dict:
 
 
 def phase_search(work: Path, k: int, nprobes: list[int], mode: str) -> dict:
-    """Open the merged index and search it. mode "in_ram" is the load as it was before metadata
-    moved to disk: every file checked whole, keys and labels copied into RAM; "on_disk" is today's."""
+    """Open the merged index and search it. mode "in_ram" runs the `index` package of --baseline-rev
+    (extracted into work/baseline and put first on the path by `run_phase`): the load as it was
+    before metadata moved to disk, every file checked whole and keys and labels copied into RAM;
+    "on_disk" is today's."""
     import faiss
 
+    import index as index_package
     from index import VectorIndex
 
+    expected = work / "baseline" if mode == "in_ram" else ROOT
+    if Path(index_package.__file__).resolve().parent.parent != expected.resolve():
+        raise SystemExit(f"mode {mode} imported index from {index_package.__file__}, not from {expected}")
     before, started = _status_kb("RssAnon"), time.perf_counter()
-    if mode == "in_ram":
-        index = VectorIndex.load(work / "merged", metadata_in_ram=True, full_check=True)
-    else:
-        index = VectorIndex.load(work / "merged")
+    index = VectorIndex.load(work / "merged")
     load_seconds = time.perf_counter() - started
     loaded_mb = (_status_kb("RssAnon") - before) / 1024  # private memory the open index keeps
     q, truth = np.load(work / "queries.npy", allow_pickle=False), np.load(work / "truth.npy", allow_pickle=False)
@@ -167,17 +171,28 @@ PHASES = {"generate": phase_generate, "truth": phase_truth, "train": phase_train
 
 
 def run_phase(name: str, **kwargs) -> dict:
-    """Run one phase in a fresh process; its result plus wall time and peak memory."""
+    """Run one phase in a fresh process; its result plus wall time and peak memory. The phase imports
+    `index` from work/baseline (see `extract_baseline`) when asked for mode "in_ram"."""
     command = [sys.executable, __file__, "--phase", name, "--phase-args", json.dumps(kwargs, default=str)]
+    path = Path(kwargs["work"]) / "baseline" if kwargs.get("mode") == "in_ram" else ROOT
     started = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(path)})
     seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"phase {name} failed with status {done.returncode}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["seconds"] = seconds
     return result
+
+
+def extract_baseline(work: Path, rev: str) -> str:
+    """The `index` package as of git revision `rev`, extracted into work/baseline; its one-line log."""
+    (work / "baseline").mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "index"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(work / "baseline")], input=archive.stdout, check=True)
+    return subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", rev], check=True,
+                          capture_output=True, text=True).stdout.strip()
 
 
 def child_main(name: str, kwargs: dict) -> None:
@@ -237,7 +252,7 @@ def billion_estimate(n: int, d: int, nlist: int, merged_bytes: dict, searches: d
         lines += [f"  {kind}:",
                   f"    disk: inverted lists {lists / 1e9:,.0f} GB + metadata {meta / 1e9:,.0f} GB "
                   f"+ shards while building (same again) -> {2 * (lists + meta) / 1e9:,.0f} GB peak"]
-        for mode, label in (("in_ram", "before, metadata in RAM"), ("on_disk", "now, metadata read per hit")):
+        for mode, label in OPENED.items():
             ram = lists + private[mode] * target
             lines += [f"    {label}: the lists in page cache ({lists / 1e9:,.0f} GB) + private memory "
                       f"{private[mode]:.0f} B/item measured ({private[mode] * target / 1e9:,.0f} GB) + coarse "
@@ -269,6 +284,8 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "scale"))
     parser.add_argument("--keep", action="store_true", help="keep the big files")
     parser.add_argument("--skip-ddp", action="store_true")
+    parser.add_argument("--baseline-rev", default="3acafbe",
+                        help="git revision whose index package is the in-RAM baseline (metadata copied into RAM)")
     parser.add_argument("--ddp-items", type=int, default=2000)
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--phase-args", help=argparse.SUPPRESS)
@@ -302,9 +319,10 @@ def main() -> None:
     merged = run_phase("merge", work=work, n_shards=args.shards)
     phases.append(("merge (on-disk lists)", merged))
     build_seconds = time.perf_counter() - build
+    print(f"in-RAM baseline: the index package of {extract_baseline(work, args.baseline_rev)}")
     searches = {mode: run_phase("search", work=work, k=10, nprobes=args.nprobe, mode=mode)
                 for mode in ("in_ram", "on_disk")}
-    phases += [(f"open + search, metadata {mode.replace('_', ' ')}", r) for mode, r in searches.items()]
+    phases += [(f"open + search, {OPENED[mode]}", r) for mode, r in searches.items()]
     search = searches["on_disk"]
     build_rate = sum(r["items"] for r in shard_results) / sum(r["seconds"] for r in shard_results)
 
@@ -325,7 +343,7 @@ def main() -> None:
           f"QPS nprobe {args.nprobe[0]}, 1 / {os.cpu_count()} threads | recall@10 |\n|---|---|---|---|---|---|---|")
     for mode, result in searches.items():
         first = [r for r in result["rows"] if r["nprobe"] == args.nprobe[0]]
-        print(f"| metadata {mode.replace('_', ' ')} | {result['load_seconds']:.2f} | {result['loaded_mb']:,.0f} | "
+        print(f"| {OPENED[mode]} | {result['load_seconds']:.2f} | {result['loaded_mb']:,.0f} | "
               f"{result['searched_mb']:,.0f} | {result['final_mb']:,.0f} | "
               f"{' / '.join(format(r['qps'], ',.0f') for r in first)} | {first[0]['recall']:.3f} |")
     base = {(r["nprobe"], r["threads"]): r["qps"] for r in searches["in_ram"]["rows"]}
