@@ -7,6 +7,10 @@ autoencoders, and the best encoder fine-tuned with 10 (3 seeds) / 100 / all labe
 
     python benchmarks/quality.py --jobs 2                 # everything (about an hour on 2 cores)
     python benchmarks/quality.py --quick                  # 2 epochs per model, a smoke run
+    python benchmarks/quality.py --holdout --rows ...     # choices: items 0-6999 vs 7000-7999
+
+--holdout never touches the 2000 queries: models train on the first 7000 items and are scored with
+items 7000-7999 as queries, so settings are chosen there and only then measured on the split.
 
 Trained models and per-row results are cached in --work so an interrupted run continues; the
 baselines are recomputed in every run. The table is printed and written to --work/quality.md.
@@ -54,25 +58,33 @@ FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
               Row("ft-100pc-d2-e40", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, distance="euclidean")]
 
 
-def split():
+# Rows that explore settings; run them with --holdout (choices are never made on the 2000 queries).
+EXPLORE = [Row(f"ae-views-w{w}", extra={"view_weight": float(w)}) for w in (5, 20, 50)]
+
+
+def split(holdout: bool = False):
+    """(index items, queries): the first 8000 and last 2000 of MNIST t10k; with `holdout`, the first
+    7000 and the next 1000 (the 2000 queries untouched)."""
     from siamese import load_items
 
     items = load_items(MNIST)
+    if holdout:
+        return items.subset(np.arange(7000)), items.subset(np.arange(7000, 8000))
     return items.subset(np.arange(8000)), items.subset(np.arange(8000, 10000))
 
 
-def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool = False) -> dict:
+def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool = False, holdout: bool = False) -> dict:
     """Train (or load) the row's model and score it; returns the result record (also cached)."""
     import torch
 
     torch.set_num_threads(1)
-    from siamese import AutoencoderConfig, TrainConfig, embed, load_model, pretrain
+    from siamese import AutoencoderConfig, TrainConfig, load_model, pretrain
     from siamese.training.finetune import FinetuneConfig, finetune
 
     result_path = work / "results" / f"{row.name}.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    train_items, queries = split()
+    train_items, queries = split(holdout)
     model_dir = work / "models" / row.name
     timing_path = work / "results" / f"{row.name}.timing.json"
     started = time.perf_counter()
@@ -109,9 +121,12 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
     history = [line.split(",") for line in (model_dir / "history.csv").read_text().splitlines()]
     header, rows = history[0], history[1:]
     last = dict(zip(header, rows[-1]))
-    scores = score_embeddings(embed(model, train_items), train_items.labels, embed(model, queries), queries.labels,
-                              metric=model.metric)
-    result = {"row": row.name, **scores.to_dict(), **info, "metric": model.metric, "seconds": seconds,
+    z_index, z_query = embed(model, train_items), embed(model, queries)
+    scores = score_embeddings(z_index, train_items.labels, z_query, queries.labels, metric=model.metric)
+    other = "cosine" if model.metric == "l2" else "l2"  # the other metric's kNN accuracy, for exploring
+    other_knn = score_embeddings(z_index, train_items.labels, z_query, queries.labels, metric=other).knn_accuracy
+    result = {"row": row.name, **scores.to_dict(), **info, "metric": model.metric, f"knn_{other}": other_knn,
+              "seconds": seconds,
               "epochs": len(rows), "seconds_per_epoch": seconds / len(rows),
               "items_per_second": float(last["items_per_second"]), "val_loss": float(last.get("val_loss", "nan"))}
     result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,12 +134,12 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
     return result
 
 
-def baselines() -> list[dict]:
+def baselines(holdout: bool = False) -> list[dict]:
     from sklearn.decomposition import PCA
 
     from siamese.retrieval.evaluate import score_embeddings
 
-    train_items, queries = split()
+    train_items, queries = split(holdout)
     raw_train, raw_query = train_items.x.flatten(1).numpy(), queries.x.flatten(1).numpy()
     pca = PCA(32, random_state=0).fit(raw_train)
     rows = []
@@ -162,23 +177,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs per model (smoke run)")
     parser.add_argument("--rows", help="comma-separated row names (default: all)")
     parser.add_argument("--train-only", action="store_true", help="train and cache the models, score later")
+    parser.add_argument("--holdout", action="store_true", help="items 0-6999 vs 7000-7999, for choosing settings")
     args = parser.parse_args()
     epochs, ft_epochs = (2, 1) if args.quick else (20, 10)
-    work = args.work / ("quick" if args.quick else "full")
+    work = args.work / (("holdout-" if args.holdout else "") + ("quick" if args.quick else "full"))
     wanted = set(args.rows.split(",")) if args.rows else None
-    stages = [[r for r in PRETRAINED if not wanted or r.name in wanted],
+    stages = [[r for r in PRETRAINED + EXPLORE if (not wanted and r in PRETRAINED) or (wanted and r.name in wanted)],
               [r for r in FINETUNED if not wanted or r.name in wanted]]
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for stage in stages:
-            futures = {r.name: pool.submit(run_row, r, work, epochs, ft_epochs, args.train_only) for r in stage}
+            futures = {r.name: pool.submit(run_row, r, work, epochs, ft_epochs, args.train_only, args.holdout)
+                       for r in stage}
             for name, future in futures.items():
                 results[name] = future.result()
                 if not args.train_only:
-                    print(f"{name}: kNN {100 * results[name]['knn_accuracy']:.2f}%", flush=True)
+                    other = {k: v for k, v in results[name].items() if k in ("knn_l2", "knn_cosine")}
+                    print(f"{name}: kNN {100 * results[name]['knn_accuracy']:.2f}% ({results[name]['metric']}), "
+                          + ", ".join(f"{k} {100 * v:.2f}%" for k, v in other.items()), flush=True)
     if args.train_only:
         return
-    ordered = baselines() + [results[r.name] for r in PRETRAINED + FINETUNED if r.name in results]
+    ordered = baselines(args.holdout) + [results[r.name] for r in PRETRAINED + EXPLORE + FINETUNED
+                                         if r.name in results]
     report = f"{table(ordered)}\n\n{summary(results)}\n"
     (work / "quality.md").write_text(report)
     (work / "quality.json").write_text(json.dumps(ordered, indent=1))

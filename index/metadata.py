@@ -82,6 +82,17 @@ def unknown_keys_error(missing: list[str], name: str, remedy: str) -> VectorInde
 UNKNOWN_KEYS_REMEDY = "check the keys' spelling, or add those items first"
 
 
+def write_standalone(conn: sqlite3.Connection, path: str | Path) -> None:
+    """Copy the database of `conn`, page by page, into a standalone SQLite file (WAL journal mode)."""
+    dst = sqlite3.connect(str(path))
+    try:
+        conn.backup(dst)
+        dst.execute("PRAGMA journal_mode=WAL")
+        dst.commit()
+    finally:
+        dst.close()
+
+
 def scratch_database() -> sqlite3.Connection:
     """A private temporary SQLite database: cached in memory up to SQLite's page-cache size, spilled
     beyond it to a scratch file that is deleted on close (or by the OS if the process dies).
@@ -161,13 +172,7 @@ class MetadataStore:
 
     def save(self, path: str | Path) -> None:
         """Write a standalone SQLite file (WAL journal mode) at `path`."""
-        dst = sqlite3.connect(str(path))
-        try:
-            self._conn.backup(dst)
-            dst.execute("PRAGMA journal_mode=WAL")
-            dst.commit()
-        finally:
-            dst.close()
+        write_standalone(self._conn, path)
 
     def close(self) -> None:
         self._conn.close()

@@ -26,6 +26,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     config = AutoencoderConfig(variant=args.variant, arch=args.arch, latent_dim=args.latent_dim,
                                widths=tuple(args.widths or ()), noise=args.noise, k=args.k, beta=args.beta,
                                sparsity_weight=args.sparsity_weight, contractive_weight=args.contractive_weight,
+                               view_weight=args.view_weight, view_temperature=args.view_temperature,
                                augment=None if args.augment is None else args.augment == "on")
     train = train_config(args)  # every flag checked before any data is read
     items = load_data(args, args.data)
@@ -192,6 +193,10 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
                    help="sparse: weight of mean |z|_1")
     p.add_argument("--contractive-weight", type=float, default=default_of(AutoencoderConfig, "contractive_weight"),
                    help="contractive: weight of the Jacobian penalty")
+    p.add_argument("--view-weight", type=float, default=default_of(AutoencoderConfig, "view_weight"),
+                   help="denoising: weight of NT-Xent agreement between two corrupted views (0 = off)")
+    p.add_argument("--view-temperature", type=float, default=default_of(AutoencoderConfig, "view_temperature"),
+                   help="denoising: NT-Xent temperature of the view term")
     add_train_options(p, TrainConfig())
     add_data_options(p)
 

@@ -1,7 +1,8 @@
 """The autoencoder variants users know, each one loss on top of the shared encoder/decoder.
 
 plain        reconstruct x
-denoising    reconstruct x from a corrupted (and, for images, randomly shifted/rotated) copy
+denoising    reconstruct x from a corrupted (and, for images, randomly shifted/rotated) copy;
+             optionally + NT-Xent agreement between the embeddings of two such copies (view_weight)
 sparse       + L1 penalty on z
 ksparse      keep only the k largest-magnitude entries of z (also when embedding)
 contractive  + squared Frobenius norm of the encoder Jacobian dz/dx
@@ -41,6 +42,10 @@ class AutoencoderConfig:
     k: int = 8  # ksparse: non-zeros kept in z
     contractive_weight: float = 1e-3  # contractive: weight of |dz/dx|_F^2
     beta: float = 1.0  # vae: weight of the KL term
+    # denoising: weight of the NT-Xent term that pulls the embeddings of two corrupted views of an item
+    # together and pushes other items' apart (SimCLR's objective beside the reconstruction); 0 = off
+    view_weight: float = 0.0
+    view_temperature: float = 0.2  # denoising: NT-Xent temperature of the view term
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -53,7 +58,12 @@ class AutoencoderConfig:
         if self.variant == "ksparse" and not 0 < self.k <= self.latent_dim:
             raise SiameseError(f"--k must be in 1..--latent-dim ({self.latent_dim}) for the ksparse variant, "
                                f"got {self.k}")
-        for name in ("sparsity_weight", "contractive_weight", "beta"):
+        if self.view_weight and self.variant != "denoising":
+            raise SiameseError(f"--view-weight applies to the denoising variant (it compares two corrupted views), "
+                               f"not {self.variant}; drop it or use --variant denoising")
+        if not self.view_temperature > 0:
+            raise SiameseError(f"--view-temperature must be > 0, got {self.view_temperature}")
+        for name in ("sparsity_weight", "contractive_weight", "beta", "view_weight"):
             if getattr(self, name) < 0:
                 raise SiameseError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         parse_noise(self.noise)
@@ -203,10 +213,25 @@ def _plain(model: Autoencoder, x, generator):
 
 
 def _denoising(model: Autoencoder, x, generator):
-    source = random_affine(x, generator) if model.config.uses_augmentation(tuple(x.shape[1:])) else x
-    noisy = corrupt(source, model.config.noise, generator)
-    logits = model.decode(model.encode(noisy))
-    return reconstruction_loss(logits, x), {}
+    def view() -> torch.Tensor:
+        source = random_affine(x, generator) if model.config.uses_augmentation(tuple(x.shape[1:])) else x
+        return corrupt(source, model.config.noise, generator)
+
+    z = model.encode(view())
+    recon = reconstruction_loss(model.decode(z), x)
+    if not model.config.view_weight:
+        return recon, {}
+    agreement = view_agreement(z, model.encode(view()), model.config.view_temperature)
+    return recon + model.config.view_weight * agreement, {"recon": recon.item(), "views": agreement.item()}
+
+
+def view_agreement(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """pytorch-metric-learning's NT-Xent over 2n embeddings: row i of z1 and of z2 (two views of one
+    item) are the positive pair, every other item in the batch a negative."""
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    labels = torch.arange(z1.shape[0], device=z1.device).repeat(2)
+    return NTXentLoss(temperature=temperature)(torch.cat([z1, z2]), labels)
 
 
 def _sparse(model: Autoencoder, x, generator):

@@ -55,6 +55,38 @@ def test_each_variant_loss_goes_down(variant, arch):
     assert after < before
 
 
+def test_view_term_pulls_two_views_of_an_item_together():
+    """The NT-Xent view term is trained down and then ranks an item's second view first among the batch."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 1, 8, 8, generator=g) > 0.5).float()
+    model = make_model("denoising", (1, 8, 8), "mlp", widths=(32,), view_weight=20.0, noise="mask:0.2")
+    loss, parts = model.loss(x, torch.Generator().manual_seed(1))
+    assert set(parts) == {"recon", "views"} and loss.item() == pytest.approx(parts["recon"] + 20 * parts["views"],
+                                                                                rel=1e-5)
+    config = TrainConfig(epochs=30, batch_size=32, lr=1e-2, val_fraction=0, seed=0)
+    fit(model, lambda m, idx, gen: m.loss(x[idx], gen), shuffled_batches(64, 32), steps_for(64, 32), config,
+        progress=False)
+    model.eval()
+    with torch.no_grad():
+        after = model.loss(x, torch.Generator().manual_seed(1))[1]["views"]
+        a = torch.nn.functional.normalize(model.encode(corrupt(x, "mask:0.2", torch.Generator().manual_seed(2))))
+        b = torch.nn.functional.normalize(model.encode(corrupt(x, "mask:0.2", torch.Generator().manual_seed(3))))
+    assert after < parts["views"]
+    assert (torch.argmax(a @ b.T, 1) == torch.arange(64)).float().mean() > 0.5
+
+
+def test_view_weight_zero_is_the_plain_denoising_loss():
+    """Off (the default), the denoising loss and its random draws are exactly what they were."""
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    model = make_model("denoising", (1, 8, 8), "mlp", widths=(32,))
+    loss, parts = model.loss(x, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    noisy = corrupt(random_affine(x, g), model.config.noise, g)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(model.decode(model.encode(noisy)), x,
+                                                                     reduction="none").flatten(1).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and parts == {}
+
+
 def test_ksparse_code_has_exactly_k_nonzeros():
     model = make_model("ksparse", (20,), latent_dim=10, k=3)
     z = model.encode(torch.rand(7, 20))
@@ -119,6 +151,9 @@ def test_noise_and_augmentation_are_seeded():
         ({"noise": "salt:0.2"}, "bad noise"),
         ({"noise": "mask:1.5"}, "bad noise"),
         ({"beta": -1.0}, "beta"),
+        ({"view_weight": -1.0}, "--view-weight"),
+        ({"variant": "plain", "view_weight": 5.0}, "--view-weight applies to the denoising variant"),
+        ({"view_temperature": 0.0}, "--view-temperature"),
     ],
 )
 def test_bad_configs_raise_clear_errors(kwargs, match):
