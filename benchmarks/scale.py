@@ -5,11 +5,13 @@
 
 1. DDP: pretrain a conv autoencoder on 2000 MNIST digits for 2 epochs in one process (all
    cores) and with `--nproc 2` (torchrun, one core each); time per optimizer step in epoch 2.
-2. Index: N synthetic clustered vectors (float32, memory-mapped .npy), a template trained on
-   a sample, shards built one process each (as separate machines would), merged with faiss's
-   on-disk inverted lists, then loaded and searched. Every phase runs in its own process so its
-   peak RSS (ru_maxrss, which counts touched pages of memory-mapped files too) and its peak
-   private memory (RssAnon, sampled) are its own. Recall@10 is against exact search over all N.
+2. Index: N synthetic clustered vectors (float32, memory-mapped .npy) keyed by file-like paths, a
+   tenth of them labelled, a template trained on a sample, shards built one process each (as
+   separate machines would), merged with faiss's on-disk inverted lists, then opened and searched
+   twice: with the `index` package of --baseline-rev (metadata copied into RAM) and with today's.
+   Every phase runs in its own process so its peak RSS (ru_maxrss, which counts touched pages of
+   memory-mapped files too) and its peak private memory (RssAnon, sampled) are its own. Recall@10
+   is against exact search over all N.
 3. A paper estimate for 1B items, scaled from the measured bytes per item.
 Big files live under --work and are deleted at the end unless --keep.
 """
@@ -111,7 +113,10 @@ def phase_shard(work: Path, i: int, n_shards: int) -> dict:
 
     x = np.load(work / "vectors.npy", mmap_mode="r", allow_pickle=False)
     start, stop = shard_bounds(len(x), (i, n_shards))
-    shard = build_shard(work / "template", x[start:stop], first_id=start, shard=(i, n_shards))
+    keys = [f"photos/{j // 1000:05d}/{j:09d}.jpg" for j in range(start, stop)]  # keys as real collections have
+    labels = [f"class-{j % 100}" if j % 10 == 0 else None for j in range(start, stop)]  # a tenth labelled
+    shard = build_shard(work / "template", x[start:stop], first_id=start, shard=(i, n_shards), keys=keys,
+                        labels=labels)
     shard.save(work / f"shard-{i}")
     return {"items": stop - start}
 
