@@ -101,7 +101,8 @@ def _save_locked(directory: Path, backend: Backend, meta: MetadataStore, fields:
             "files": {name: _storage.file_entry(tmp / name) for name in names},
         }
         _storage.write_manifest(tmp, manifest)
-        _verification.write_record(tmp, _storage.sha256_file(tmp / _storage.MANIFEST), names)
+        _verification.write_record(tmp, _storage.sha256_file(tmp / _storage.MANIFEST),
+                                   _verification.identities(tmp, names))
 
 
 def _write_vectors(backend: Backend, count: int, dim: int, chunk_size: int, directory: Path) -> None:
@@ -141,9 +142,9 @@ def load(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram: boo
 
 
 def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram: bool,
-              full_check: bool) -> tuple[dict[str, Any], set[str]]:
-    """One attempt at `load`: (the `VectorIndex` keyword arguments, the files it checked whole if
-    it ran the full check, else an empty set)."""
+              full_check: bool) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """One attempt at `load`: (the `VectorIndex` keyword arguments, the identities of the files it
+    checked whole if it ran the full check, else {})."""
     origin = origin_of(directory)
     manifest = _storage.read_manifest(directory)
     M = _storage.MANIFEST
@@ -171,6 +172,8 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram
             raise VectorIndexError(f"{M} does not list {name}, which this load needs; {hint}")
     trusted = set() if untrusted or full_check else _verification.trusted_files(directory, origin[1])
     listed = set(manifest["files"])
+    full = not listed <= trusted
+    checked = _verification.identities(directory, listed) if full else {}  # before the check reads them
     for name in sorted(listed - trusted - {_storage.FAISS_FILE}):  # vectors.faiss: hashed on the bytes faiss reads
         _storage.verify_file(directory, name, manifest)
     meta: SavedMetadata | MetadataStore = SavedMetadata(directory / _storage.META_FILE, count, _storage.META_FILE)
@@ -179,7 +182,6 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram
         raise VectorIndexError(f"{M} next_id={next_id} is not above the largest id {largest} in "
                                f"{_storage.META_FILE}; restore the index from a good copy")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    full = not listed <= trusted
     if full:
         _check_rows(meta, count)
     if untrusted:
@@ -203,7 +205,7 @@ def load_once(directory: Path, untrusted: bool, chunk_size: int, metadata_in_ram
         chunk_size=chunk_size,
         created_at=manifest.get("created_at") if isinstance(manifest.get("created_at"), str) else None,
         origin=origin,
-    ), (listed if full else set())
+    ), checked
 
 
 def _check_rows(meta: SavedMetadata, count: int) -> None:

@@ -50,7 +50,8 @@ def trusted_files(directory: Path, manifest_sha256: str | None) -> set[str]:
     except (OSError, VectorIndexError):
         return set()
     files = record.get("files")
-    if record.get("format") != _FORMAT or record.get("manifest_sha256") != manifest_sha256 or not isinstance(files, dict):
+    same_version = (record.get("format"), record.get("manifest_sha256")) == (_FORMAT, manifest_sha256)
+    if not same_version or not isinstance(files, dict):
         return set()
     trusted = set()
     for name, recorded in files.items():
@@ -60,10 +61,20 @@ def trusted_files(directory: Path, manifest_sha256: str | None) -> set[str]:
     return trusted
 
 
-def write_record(directory: Path, manifest_sha256: str, names: Iterable[str]) -> None:
-    """Record that the files `names` of `directory` (and its manifest) passed a full check now."""
-    record = {"format": _FORMAT, "manifest_sha256": manifest_sha256,
-              "files": {name: identity(directory / name) for name in names}}
+def identities(directory: Path, names: Iterable[str]) -> dict[str, list[int]]:
+    """The identity of each named file of `directory`, taken before a check reads it (so a change
+    made while the check runs is not vouched for). A file that cannot be read is left out: the check
+    itself reports it."""
+    found = {}
+    for name in names:
+        with contextlib.suppress(OSError):
+            found[name] = identity(directory / name)
+    return found
+
+
+def write_record(directory: Path, manifest_sha256: str, files: dict[str, list[int]]) -> None:
+    """Record that the files of `directory` with these identities (and its manifest) passed a full check."""
+    record = {"format": _FORMAT, "manifest_sha256": manifest_sha256, "files": files}
     tmp = directory / f"{RECORD}.{os.getpid()}.tmp"
     try:
         tmp.write_text(dumps(record, RECORD, "") + "\n", encoding="utf-8")
@@ -73,7 +84,7 @@ def write_record(directory: Path, manifest_sha256: str, names: Iterable[str]) ->
             tmp.unlink()
 
 
-def record_after_check(directory: Path, manifest_sha256: str, names: Iterable[str],
+def record_after_check(directory: Path, manifest_sha256: str, files: dict[str, list[int]],
                        still_current: Callable[[], bool]) -> None:
     """`write_record` from a reader: only if no writer holds the directory's lock and the directory
     is still the version that was checked (`still_current()`); a failure only costs the next load a
@@ -81,6 +92,6 @@ def record_after_check(directory: Path, manifest_sha256: str, names: Iterable[st
     try:
         with write_lock(directory, timeout=0):
             if still_current():
-                write_record(directory, manifest_sha256, names)
+                write_record(directory, manifest_sha256, files)
     except (OSError, VectorIndexError) as exc:
         logger.debug("could not record the check of %s (%s); the next load checks it again", directory, exc)

@@ -211,7 +211,8 @@ def _forge(path: Path, sql: str) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
     for suffix in ("-wal", "-shm"):
         (path / f"meta.sqlite{suffix}").unlink(missing_ok=True)
-    verification.write_record(path, index_storage.sha256_file(path / "manifest.json"), manifest["files"])
+    verification.write_record(path, index_storage.sha256_file(path / "manifest.json"),
+                              verification.identities(path, manifest["files"]))
 
 
 @pytest.mark.parametrize("sql, read, reason", [
