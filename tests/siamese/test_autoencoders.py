@@ -11,6 +11,7 @@ from siamese.models.autoencoder import (
     contractive_penalty,
     keep_top_k,
     kl_to_standard_normal,
+    view_agreement,
 )
 from siamese.data.augment import corrupt, parse_noise, random_affine
 from siamese.models.networks import NetworkConfig
@@ -73,6 +74,14 @@ def test_view_term_pulls_two_views_of_an_item_together():
         b = torch.nn.functional.normalize(model.encode(corrupt(x, "mask:0.2", torch.Generator().manual_seed(3))))
     assert after < parts["views"]
     assert (torch.argmax(a @ b.T, 1) == torch.arange(64)).float().mean() > 0.5
+
+
+def test_view_agreement_is_pytorch_metric_learnings_nt_xent():
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    z1, z2 = torch.randn(12, 5, generator=torch.Generator().manual_seed(0)), torch.randn(12, 5)
+    expected = NTXentLoss(temperature=0.3)(torch.cat([z1, z2]), torch.arange(12).repeat(2))
+    assert view_agreement(z1, z2, 0.3).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_view_weight_zero_is_the_plain_denoising_loss():
