@@ -267,3 +267,16 @@ def test_a_record_that_cannot_be_written_costs_only_time(saved, monkeypatch) -> 
     monkeypatch.setattr(verification, "write_record", refuse)
     assert VectorIndex.load(path).search(x[:1], 1).keys[0, 0] == "img/0000.png"
     assert not (path / verification.RECORD).exists()
+
+
+def test_a_loaded_index_keeps_reading_its_version_after_a_save_replaces_it(saved) -> None:
+    path, x = saved
+    old, newer = VectorIndex.load(path), VectorIndex.load(path)
+    newer.remove(keys=["img/0000.png"])
+    newer.add(x[:1], keys=["replacement"])
+    newer.save(path)  # the directory is swapped; the old version's files are deleted
+    assert old.search(x[:1], 1).keys[0, 0] == "img/0000.png" and old.attrs_for_ids([1]) == [{"row": 1, "tags": ["a"]}]
+    assert VectorIndex.load(path).search(x[:1], 1).keys[0, 0] == "replacement"
+    old.add(x[:1], keys=["late"])  # copies the version it loaded, then refuses to save over the newer one
+    with pytest.raises(VectorIndexError, match="saved by another writer"):
+        old.save(path)
