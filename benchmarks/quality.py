@@ -59,7 +59,8 @@ FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
 
 
 # Rows that explore settings; run them with --holdout (choices are never made on the 2000 queries).
-EXPLORE = [Row(f"ae-views-w{w}", extra={"view_weight": float(w)}) for w in (5, 20, 50)]
+EXPLORE = [Row(f"ae-views-w{w}" + (f"-t{t}" if t != 0.2 else ""),
+               extra={"view_weight": float(w), "view_temperature": t}) for w in (1, 2, 5, 20, 50) for t in (0.2, 0.5)]
 
 
 def split(holdout: bool = False):
