@@ -61,6 +61,8 @@ FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
 # Rows that explore settings; run them with --holdout (choices are never made on the 2000 queries).
 EXPLORE = [Row(f"ae-views-w{w}" + (f"-t{t}" if t != 0.2 else ""),
                extra={"view_weight": float(w), "view_temperature": t}) for w in (1, 2, 5, 20, 50) for t in (0.2, 0.5)]
+EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=10)
+              for parent in [r for r in PRETRAINED if r.name == "ae-denoising-32"] + EXPLORE]
 
 
 def split(holdout: bool = False):
@@ -184,7 +186,7 @@ def main() -> None:
     work = args.work / (("holdout-" if args.holdout else "") + ("quick" if args.quick else "full"))
     wanted = set(args.rows.split(",")) if args.rows else None
     stages = [[r for r in PRETRAINED + EXPLORE if (not wanted and r in PRETRAINED) or (wanted and r.name in wanted)],
-              [r for r in FINETUNED if not wanted or r.name in wanted]]
+              [r for r in FINETUNED + EXPLORE_FT if (not wanted and r in FINETUNED) or (wanted and r.name in wanted)]]
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for stage in stages:
@@ -198,7 +200,7 @@ def main() -> None:
                           + ", ".join(f"{k} {100 * v:.2f}%" for k, v in other.items()), flush=True)
     if args.train_only:
         return
-    ordered = baselines(args.holdout) + [results[r.name] for r in PRETRAINED + EXPLORE + FINETUNED
+    ordered = baselines(args.holdout) + [results[r.name] for r in PRETRAINED + EXPLORE + FINETUNED + EXPLORE_FT
                                          if r.name in results]
     report = f"{table(ordered)}\n\n{summary(results)}\n"
     (work / "quality.md").write_text(report)
