@@ -75,13 +75,14 @@ def _check_saved_schema(conn: sqlite3.Connection, schema: str = "src") -> None:
     raise sqlite3.DatabaseError(f"it holds {', '.join(extra[:5])}{more}, which saved indexes never have")
 
 
-def first_bad_row(conn: sqlite3.Connection, table: str = "src.items", where: str = "1",
+def first_bad_row(conn: sqlite3.Connection, table: str = "src.items", among: str = "1",
                   params: dict | None = None) -> str:
-    """Why the first row of `table` (among those matching `where`) that fails VALID_ROW was refused."""
+    """Why the first row of `table` (among those matching the SQL condition `among`) that fails
+    VALID_ROW was refused."""
     row = conn.execute(
         "SELECT id, typeof(id), typeof(key), length(CAST(key AS BLOB)), typeof(label), length(CAST(label AS BLOB)), "
         "typeof(attrs), length(CAST(attrs AS BLOB)), CASE WHEN typeof(attrs) = 'text' AND json_valid(attrs) "
-        f"THEN json_type(attrs) END FROM {table} WHERE ({where}) AND ({VALID_ROW}) IS NOT 1 LIMIT 1",
+        f"THEN json_type(attrs) END FROM {table} WHERE ({among}) AND ({VALID_ROW}) IS NOT 1 LIMIT 1",
         {**ROW_BOUNDS, **(params or {})}).fetchone()
     if row is None:
         return "rows changed while they were read"
