@@ -50,7 +50,6 @@ class SavedMetadata:
     """Read-only metadata of a loaded index, in its saved file (see the module docs)."""
 
     def __init__(self, path: Path, count: int, display_name: str) -> None:
-        self._path = path
         self._name = display_name
         self._count = count
         try:

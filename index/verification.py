@@ -73,7 +73,11 @@ def identities(directory: Path, names: Iterable[str]) -> dict[str, list[int]]:
 
 
 def write_record(directory: Path, manifest_sha256: str, files: dict[str, list[int]]) -> None:
-    """Record that the files of `directory` with these identities (and its manifest) passed a full check."""
+    """Record that the files of `directory` with these identities (and its manifest) passed a full check.
+
+    A plain rename rather than `atomic_file`: callers already hold the folder's lock (or write into a
+    save's private temporary folder), and `atomic_file`'s own lock file would land inside the index;
+    no fsync, because a record lost in a crash only costs the next load a full check."""
     record = {"format": _FORMAT, "manifest_sha256": manifest_sha256, "files": files}
     tmp = directory / f"{RECORD}.{os.getpid()}.tmp"
     try:
