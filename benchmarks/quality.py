@@ -23,7 +23,7 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,9 @@ class Row:
     per_class: int | None = None  # labelled items per class (None with parent = all labels)
     seed: int = 0
     distance: str = "cosine"
-    epochs: int | None = None  # pretraining epochs in a full run (scaled down with --quick); None = 20
+    epochs: int | None = None  # pretraining epochs in a full run (2 with --quick); None = the library default
     extra: dict = field(default_factory=dict)
+    defaults: bool = False  # every setting the library's default except latent_dim, seed and labels
 
 
 PRETRAINED = [Row(f"ae-{v}-32", variant=v) for v in ("plain", "denoising", "sparse", "ksparse", "contractive", "vae")]
@@ -61,8 +62,28 @@ FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
 # Rows that explore settings; run them with --holdout (choices are never made on the 2000 queries).
 EXPLORE = [Row(f"ae-views-w{w}" + (f"-t{t}" if t != 0.2 else ""),
                extra={"view_weight": float(w), "view_temperature": t}) for w in (1, 2, 5, 20, 50) for t in (0.2, 0.5)]
+EXPLORE += [Row("ae-views-w5-t0.5-mask0.3", extra={"view_weight": 5.0, "view_temperature": 0.5, "noise": "mask:0.3"}),
+            Row("ae-views-w5-t0.5-e40", epochs=40, extra={"view_weight": 5.0, "view_temperature": 0.5}),
+            Row("ae-views-w5-t0.5-aug2", extra={"view_weight": 5.0, "view_temperature": 0.5, "augment_strength": 2.0}),
+            Row("ae-denoising-aug2", extra={"augment_strength": 2.0})]
 EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=10)
               for parent in [r for r in PRETRAINED if r.name == "ae-denoising-32"] + EXPLORE]
+EXPLORE_FT += [Row("ft-10pc-noviews-from-ae-views-w5-t0.5", parent="ae-views-w5-t0.5", per_class=10,
+                   extra={"views": False}),
+               Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extra={"metric_weight": 10.0}),
+               Row("ft-100pc-auto", parent="ae-denoising-32", per_class=100),
+               Row("ft-all-w10", parent="ae-denoising-32", extra={"metric_weight": 10.0}),
+               Row("ft-all-auto", parent="ae-denoising-32")]
+
+
+# The targets' table: the library's defaults (no per-row settings but the latent size), three seeds.
+SEEDS = (0, 1, 2)
+DEFAULTS = [Row(f"default-ae-s{s}", seed=s, defaults=True) for s in SEEDS]
+DEFAULTS += [Row(f"default-ae-d2-s{s}", latent_dim=2, seed=s, defaults=True) for s in SEEDS]
+DEFAULTS_FT = [Row(f"default-ft-{name}-s{s}", parent=f"default-ae-s{s}", per_class=per_class, seed=s, defaults=True)
+               for name, per_class in (("10pc", 10), ("100pc", 100), ("all", None)) for s in SEEDS]
+DEFAULTS_FT += [Row(f"default-ft-100pc-d2-s{s}", parent=f"default-ae-d2-s{s}", latent_dim=2, per_class=100, seed=s,
+                    defaults=True) for s in SEEDS]
 
 
 def split(holdout: bool = False):
@@ -76,13 +97,13 @@ def split(holdout: bool = False):
     return items.subset(np.arange(8000)), items.subset(np.arange(8000, 10000))
 
 
-def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool = False, holdout: bool = False) -> dict:
+def run_row(row: Row, work: Path, quick: bool, train_only: bool = False, holdout: bool = False) -> dict:
     """Train (or load) the row's model and score it; returns the result record (also cached)."""
     import torch
 
     torch.set_num_threads(1)
     from siamese import AutoencoderConfig, TrainConfig, load_model, pretrain
-    from siamese.training.finetune import FinetuneConfig, finetune
+    from siamese.training.finetune import FINETUNE_TRAIN, FinetuneConfig, finetune
 
     result_path = work / "results" / f"{row.name}.json"
     if result_path.exists():
@@ -94,27 +115,64 @@ def run_row(row: Row, work: Path, epochs: int, ft_epochs: int, train_only: bool 
     if (model_dir / "config.json").exists() and timing_path.exists():
         model = load_model(model_dir)
         info, seconds = json.loads(timing_path.read_text())
-        return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only)
+        return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only,
+                          holdout)
     if row.parent is None:
-        config = AutoencoderConfig(variant=row.variant, latent_dim=row.latent_dim, **row.extra)
-        model = pretrain(train_items, config, TrainConfig(epochs=(row.epochs * epochs) // 20 if row.epochs else epochs, seed=row.seed), out=model_dir, progress=False)
+        variant = {} if row.defaults else {"variant": row.variant}  # defaults rows: the library's own settings
+        config = AutoencoderConfig(latent_dim=row.latent_dim, **variant, **row.extra)
+        train = TrainConfig(epochs=2 if quick else (row.epochs or TrainConfig().epochs), seed=row.seed)
+        model = pretrain(train_items, config, train, out=model_dir, progress=False)
         info = {}
     else:
         parent = load_model(work / "models" / row.parent)
-        labels = True
-        model = finetune(parent, train_items, labels=labels, labels_per_class=row.per_class,
-                         config=FinetuneConfig(distance=row.distance, pseudo_pairs=None, **row.extra),
-                         train=TrainConfig(epochs=ft_epochs, lr=1e-3, seed=row.seed), out=model_dir, progress=False)
+        # the quality table's own rows: labelled pairs only (benchmarks/pseudo_pairs.py adds them);
+        # defaults rows: every fine-tuning default, pseudo-pairs included
+        config = (FinetuneConfig(**row.extra) if row.defaults
+                  else FinetuneConfig(distance=row.distance, pseudo_pairs=None, **row.extra))
+        train = replace(FINETUNE_TRAIN, epochs=1 if quick else FINETUNE_TRAIN.epochs, seed=row.seed)
+        model = finetune(parent, train_items, labels=True, labels_per_class=row.per_class, config=config,
+                         train=train, out=model_dir, progress=False)
         record = model.info["finetune"]
         info = {"n_labelled": record["n_labelled"], "recon_before": record["val_reconstruction_before"],
-                "recon_after": record["val_reconstruction_after"]}
+                "recon_after": record["val_reconstruction_after"], "metric_weight": record["config"]["metric_weight"]}
     seconds = time.perf_counter() - started
     timing_path.parent.mkdir(parents=True, exist_ok=True)
     timing_path.write_text(json.dumps([info, seconds]))
-    return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only)
+    return finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only, holdout)
 
 
-def finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only) -> dict:
+def leave_one_out_knn(z: np.ndarray, labels: np.ndarray, queries: np.ndarray, metric: str, k: int = 5) -> float:
+    """kNN accuracy of the items marked in `queries` against all the others (themselves left out)."""
+    from index import VectorIndex
+
+    labels = np.asarray(labels).astype(str)
+    built = VectorIndex.build(z.astype(np.float32), labels=list(labels), metric=metric, kind="flat")
+    votes = built.search(z[queries].astype(np.float32), k + 1).labels[:, 1:]
+    predicted = np.array([max(sorted(set(v)), key=list(v).count) for v in votes])
+    return float(np.mean(predicted == labels[queries]))
+
+
+def few_reference_scores(row: Row, model, z_index, train_items, z_query, queries) -> dict:
+    """kNN accuracy with only the items fine-tuning saw labelled as the index's labelled references:
+    as they are, and after `classify`'s default label propagation over the index."""
+    from index import KNNClassifier, VectorIndex
+    from index.propagation import propagated_index
+    from siamese.data.pairs import select_per_class
+
+    codes = np.asarray(train_items.labels, dtype=np.int64)
+    used = select_per_class(codes, row.per_class, seed=row.seed)
+    labels = [str(c) if u else None for c, u in zip(codes, used)]
+    built = VectorIndex.build(z_index, labels=labels, metric=model.metric, kind="flat")
+    truth = np.asarray(queries.labels).astype(str)
+    scores = {}
+    for name, index in (("refs_only_knn", built), ("refs_only_propagated_knn", propagated_index(built))):
+        predicted = KNNClassifier(index, k=5).predict(z_query)
+        scores[name] = float(np.mean(predicted.astype(str) == truth))
+    return scores
+
+
+def finish_row(row, model, model_dir, train_items, queries, info, seconds, result_path, train_only,
+               holdout=False) -> dict:
     from siamese import embed
 
     if train_only:
@@ -128,7 +186,17 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
     scores = score_embeddings(z_index, train_items.labels, z_query, queries.labels, metric=model.metric)
     other = "cosine" if model.metric == "l2" else "l2"  # the other metric's kNN accuracy, for exploring
     other_knn = score_embeddings(z_index, train_items.labels, z_query, queries.labels, metric=other).knn_accuracy
-    result = {"row": row.name, **scores.to_dict(), **info, "metric": model.metric, f"knn_{other}": other_knn,
+    extra = few_reference_scores(row, model, z_index, train_items, z_query, queries) if row.per_class else {}
+    if holdout:  # leave-one-out kNN over all 8000 items, queries = the items whose labels training never saw
+        z_all, labels = np.concatenate([z_index, z_query]), np.concatenate([train_items.labels, queries.labels])
+        unseen = np.ones(len(labels), dtype=bool)
+        if row.parent is not None:
+            from siamese.data.pairs import select_per_class
+
+            codes = np.asarray(train_items.labels, dtype=np.int64)
+            unseen[:len(codes)] = ~select_per_class(codes, row.per_class, seed=row.seed) if row.per_class else False
+        extra.update({f"loo_knn_{m}": leave_one_out_knn(z_all, labels, unseen, m) for m in ("l2", "cosine")})
+    result = {"row": row.name, **scores.to_dict(), **info, "metric": model.metric, f"knn_{other}": other_knn, **extra,
               "seconds": seconds,
               "epochs": len(rows), "seconds_per_epoch": seconds / len(rows),
               "items_per_second": float(last["items_per_second"]), "val_loss": float(last.get("val_loss", "nan"))}
@@ -173,6 +241,26 @@ def summary(rows: dict[str, dict]) -> str:
             f"min {values.min():.2f}%, max {values.max():.2f}%, std {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
 
 
+def seed_means(rows: dict[str, dict]) -> str:
+    """Each defaults row's measures as mean (min-max) over the seeds that ran."""
+    groups: dict[str, list[dict]] = {}
+    for name, row in rows.items():
+        if name.startswith("default-"):
+            groups.setdefault(name.rsplit("-s", 1)[0], []).append(row)
+    measures = ("knn_accuracy", "refs_only_knn", "refs_only_propagated_knn", "map_at_r")
+    lines = ["| row (seeds) | kNN acc (k=5) | only labelled refs | + propagation | MAP@R | recon (val) |",
+             "|---|---|---|---|---|---|"]
+    for group, members in groups.items():
+        cells = []
+        for measure in measures:
+            values = 100 * np.array([m[measure] for m in members if measure in m])
+            cells.append(f"{values.mean():.2f}% ({values.min():.2f}-{values.max():.2f})" if len(values) else "")
+        recon = [(m["recon_before"], m["recon_after"]) for m in members if "recon_before" in m]
+        cells.append(" / ".join(f"{a:.1f} → {b:.1f}" for a, b in recon))
+        lines.append(f"| {group} ({len(members)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if groups else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
@@ -181,28 +269,31 @@ def main() -> None:
     parser.add_argument("--rows", help="comma-separated row names (default: all)")
     parser.add_argument("--train-only", action="store_true", help="train and cache the models, score later")
     parser.add_argument("--holdout", action="store_true", help="items 0-6999 vs 7000-7999, for choosing settings")
+    parser.add_argument("--defaults", action="store_true", help="the targets' table: library defaults, 3 seeds")
     args = parser.parse_args()
-    epochs, ft_epochs = (2, 1) if args.quick else (20, 10)
     work = args.work / (("holdout-" if args.holdout else "") + ("quick" if args.quick else "full"))
     wanted = set(args.rows.split(",")) if args.rows else None
-    stages = [[r for r in PRETRAINED + EXPLORE if (not wanted and r in PRETRAINED) or (wanted and r.name in wanted)],
-              [r for r in FINETUNED + EXPLORE_FT if (not wanted and r in FINETUNED) or (wanted and r.name in wanted)]]
+    table_rows = (DEFAULTS, DEFAULTS_FT) if args.defaults else (PRETRAINED, FINETUNED)
+    stages = [[r for r in everything if (not wanted and r in chosen) or (wanted and r.name in wanted)]
+              for everything, chosen in ((PRETRAINED + EXPLORE + DEFAULTS, table_rows[0]),
+                                         (FINETUNED + EXPLORE_FT + DEFAULTS_FT, table_rows[1]))]
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for stage in stages:
-            futures = {r.name: pool.submit(run_row, r, work, epochs, ft_epochs, args.train_only, args.holdout)
+            futures = {r.name: pool.submit(run_row, r, work, args.quick, args.train_only, args.holdout)
                        for r in stage}
             for name, future in futures.items():
                 results[name] = future.result()
                 if not args.train_only:
-                    other = {k: v for k, v in results[name].items() if k in ("knn_l2", "knn_cosine")}
+                    other = {k: v for k, v in results[name].items()
+                             if k in ("knn_l2", "knn_cosine") or k.startswith("loo_")}
                     print(f"{name}: kNN {100 * results[name]['knn_accuracy']:.2f}% ({results[name]['metric']}), "
                           + ", ".join(f"{k} {100 * v:.2f}%" for k, v in other.items()), flush=True)
     if args.train_only:
         return
-    ordered = baselines(args.holdout) + [results[r.name] for r in PRETRAINED + EXPLORE + FINETUNED + EXPLORE_FT
-                                         if r.name in results]
-    report = f"{table(ordered)}\n\n{summary(results)}\n"
+    ordered = baselines(args.holdout) + [results[r.name] for r in PRETRAINED + EXPLORE + DEFAULTS + FINETUNED
+                                         + EXPLORE_FT + DEFAULTS_FT if r.name in results]
+    report = f"{table(ordered)}\n\n{summary(results)}\n\n{seed_means(results)}\n"
     (work / "quality.md").write_text(report)
     (work / "quality.json").write_text(json.dumps(ordered, indent=1))
     print(report)

@@ -27,7 +27,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                widths=tuple(args.widths or ()), noise=args.noise, k=args.k, beta=args.beta,
                                sparsity_weight=args.sparsity_weight, contractive_weight=args.contractive_weight,
                                view_weight=args.view_weight, view_temperature=args.view_temperature,
-                               augment=None if args.augment is None else args.augment == "on")
+                               augment=None if args.augment is None else args.augment == "on",
+                               augment_strength=args.augment_strength)
     train = train_config(args)  # every flag checked before any data is read
     items = load_data(args, args.data)
     print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
@@ -187,6 +188,8 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
                    help="denoising corruption: gaussian:STD | mask:P | none")
     p.add_argument("--augment", choices=("on", "off"), help="random shift/rotation of images (default: on for "
                    "denoising)")
+    p.add_argument("--augment-strength", type=float, default=default_of(AutoencoderConfig, "augment_strength"),
+                   help="scales the random rotation, shift and scaling (1: ±12 degrees, ±2 px on 28x28, ±10%%)")
     p.add_argument("--k", type=int, default=default_of(AutoencoderConfig, "k"), help="ksparse: non-zeros kept")
     p.add_argument("--beta", type=float, default=default_of(AutoencoderConfig, "beta"), help="vae: KL weight")
     p.add_argument("--sparsity-weight", type=float, default=default_of(AutoencoderConfig, "sparsity_weight"),
@@ -227,7 +230,8 @@ def finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--neg-margin", type=float, default=default_of(FinetuneConfig, "neg_margin"),
                    help="contrastive: different pairs farther than this cost nothing")
     p.add_argument("--metric-weight", type=float, default=default_of(FinetuneConfig, "metric_weight"),
-                   help="weight of the metric loss")
+                   help="weight of the metric loss against reconstruction (default: adapts to the labelled "
+                        "share, 10 with 1%% labelled or less up to 50 with every item labelled)")
     p.add_argument("--recon-weight", type=float, default=default_of(FinetuneConfig, "recon_weight"),
                    help="weight of the reconstruction term")
     add_pseudo_pair_options(p)

@@ -51,14 +51,16 @@ def random_affine(
     degrees: float = 12.0,
     translate: float = 1 / 14,
     scale: float = 0.1,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """Rotate by U(-degrees, degrees), shift by U(-t, t) of the image size (2 px on 28x28) and scale
-    by U(1-s, 1+s), independently per item.
+    by U(1-s, 1+s), independently per item; `strength` multiplies all three ranges.
 
     x: float tensor of shape (n, C, H, W); returns the same shape (zero padding outside).
     """
     n = x.shape[0]
     u = torch.rand(n, 4, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+    degrees, translate, scale = degrees * strength, translate * strength, scale * strength
     angle = u[:, 0] * math.radians(degrees)
     factor = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor

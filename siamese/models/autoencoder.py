@@ -38,6 +38,7 @@ class AutoencoderConfig:
     hidden: int = 256
     noise: str = "mask:0.1"  # denoising corruption: "gaussian:STD" | "mask:P" | "none"
     augment: bool | None = None  # random affine of images before corruption; None = on for denoising
+    augment_strength: float = 1.0  # scales the affine's ranges (1: ±12°, ±1/14 of the size, ±10% scale)
     sparsity_weight: float = 1e-3  # sparse: weight of mean |z|_1
     k: int = 8  # ksparse: non-zeros kept in z
     contractive_weight: float = 1e-3  # contractive: weight of |dz/dx|_F^2
@@ -61,6 +62,8 @@ class AutoencoderConfig:
         if self.view_weight and self.variant != "denoising":
             raise SiameseError(f"--view-weight applies to the denoising variant (it compares two corrupted views), "
                                f"not {self.variant}; drop it or use --variant denoising")
+        if not 0 < self.augment_strength <= 4:
+            raise SiameseError(f"--augment-strength must be in (0, 4], got {self.augment_strength}")
         if not self.view_temperature > 0:
             raise SiameseError(f"--view-temperature must be > 0, got {self.view_temperature}")
         for name in ("sparsity_weight", "contractive_weight", "beta", "view_weight"):
@@ -159,8 +162,12 @@ class Autoencoder(nn.Module):
 
         save_model(self, directory, overwrite=overwrite)
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """Training loss of this variant on a batch of clean items; returns (loss, parts for logging)."""
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
+             views: bool = True) -> tuple[torch.Tensor, dict]:
+        """Training loss of this variant on a batch of clean items; returns (loss, parts for logging).
+        views=False leaves out the denoising view term (reconstruction only)."""
+        if not views and self.config.variant == "denoising":
+            return _denoising(self, x, generator, view_weight=0.0)
         return LOSSES[self.config.variant](self, x, generator)
 
 
@@ -212,17 +219,20 @@ def _plain(model: Autoencoder, x, generator):
     return reconstruction_loss(logits, x), {}
 
 
-def _denoising(model: Autoencoder, x, generator):
+def _denoising(model: Autoencoder, x, generator, view_weight: float | None = None):
+    view_weight = model.config.view_weight if view_weight is None else view_weight
+
     def view() -> torch.Tensor:
-        source = random_affine(x, generator) if model.config.uses_augmentation(tuple(x.shape[1:])) else x
+        source = (random_affine(x, generator, strength=model.config.augment_strength)
+                  if model.config.uses_augmentation(tuple(x.shape[1:])) else x)
         return corrupt(source, model.config.noise, generator)
 
     z = model.encode(view())
     recon = reconstruction_loss(model.decode(z), x)
-    if not model.config.view_weight:
+    if not view_weight:
         return recon, {}
     agreement = view_agreement(z, model.encode(view()), model.config.view_temperature)
-    return recon + model.config.view_weight * agreement, {"recon": recon.item(), "views": agreement.item()}
+    return recon + view_weight * agreement, {"recon": recon.item(), "views": agreement.item()}
 
 
 def view_agreement(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -57,12 +58,15 @@ class FinetuneConfig:
     triplet_margin: float = 0.2  # triplet loss margin
     temperature: float = 0.1  # ntxent / supcon
     miner: str = "none"  # "none": every pair in the batch; "hard": PML PairMarginMiner / semi-hard triplets
-    metric_weight: float = 10.0  # weight of the metric loss against the reconstruction term
+    # weight of the metric loss against the reconstruction term; None: adapt to the labelled share
+    # (adaptive_metric_weight: 10 with few labels, up to 50 with every item labelled)
+    metric_weight: float | None = None
     recon_weight: float = 1.0  # weight of the autoencoder loss over labelled + unlabelled items
     labelled_per_step: int = 256  # labelled items (label mode) embedded per step
     pairs_per_step: int = 256  # pairs (pair-file mode) per step, half positive where possible
     unlabelled_per_step: int = 128  # items for the reconstruction term per step
     augment: bool = True  # random shift/rotation of labelled images before embedding them
+    views: bool = True  # keep the autoencoder's view term (--view-weight) in the reconstruction term
     # confident pairs mined among unlabelled items add a second contrastive term; on MNIST with 10
     # labels per class they lifted kNN accuracy 98.35 -> 98.63% and MAP@R 76 -> 82% (BENCHMARKS.md).
     # None: labelled pairs only.
@@ -74,8 +78,8 @@ class FinetuneConfig:
                 raise SiameseError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.neg_margin <= self.pos_margin and self.loss == "contrastive":
             raise SiameseError(f"neg_margin ({self.neg_margin}) must exceed pos_margin ({self.pos_margin})")
-        if self.metric_weight < 0 or self.recon_weight < 0:
-            raise SiameseError("metric_weight and recon_weight must be >= 0")
+        if (self.metric_weight is not None and not self.metric_weight >= 0) or not self.recon_weight >= 0:
+            raise SiameseError("--metric-weight and --recon-weight must be numbers >= 0")
 
     @property
     def index_metric(self) -> str:
@@ -83,6 +87,20 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# (labelled share, weight) at both ends of the adaptive metric weight: few labels lean on the
+# reconstruction term to keep the pretrained structure; with every item labelled the labels carry
+# it (MNIST, all 8000 labels: kNN 98.65% at weight 10, 99.15% at 50; BENCHMARKS.md).
+FEW_LABELS, ALL_LABELS = (0.0125, 10.0), (1.0, 50.0)
+
+
+def adaptive_metric_weight(labelled_share: float) -> float:
+    """Metric-loss weight for a labelled share of the training items: 10 up to 1.25% labelled
+    (100 of 8000), rising log-linearly to 50 with every item labelled (23 at 12.5%)."""
+    (low_share, low), (high_share, high) = FEW_LABELS, ALL_LABELS
+    share = min(max(labelled_share, low_share), high_share)
+    return low * (high / low) ** (math.log(share / low_share) / math.log(high_share / low_share))
 
 
 def _pair_distance(config: "FinetuneConfig") -> distances.LpDistance:
@@ -185,6 +203,9 @@ def finetune(
     elif pairs.items().max() >= len(items):
         raise SiameseError("pairs refer to item positions beyond the item set")
 
+    if config.metric_weight is None:
+        known = len(np.flatnonzero(codes >= 0)) if codes is not None else len(pairs.items())
+        config = replace(config, metric_weight=round(adaptive_metric_weight(known / len(items)), 2))
     tuned = copy.deepcopy(model)
     x = as_model_input(tuned, items)
     image_items = x.ndim == 4
@@ -219,7 +240,7 @@ def finetune(
     def step_loss(m: Autoencoder, batch, generator):
         unlabelled_idx, labelled_idx, indices_tuple = batch
         x_lab = x[labelled_idx]
-        recon, _ = m.loss(torch.cat([x[unlabelled_idx], x_lab]), generator)
+        recon, _ = m.loss(torch.cat([x[unlabelled_idx], x_lab]), generator, views=config.views)
         if config.augment and image_items:
             x_lab = random_affine(x_lab, generator)
         z = m.encode(x_lab)

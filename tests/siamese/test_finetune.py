@@ -6,7 +6,7 @@ import torch
 from pytorch_metric_learning.losses import ContrastiveLoss
 
 from siamese import AutoencoderConfig, SiameseError, TrainConfig, embed, load_items, load_model, pretrain
-from siamese.training.finetune import LOSSES, FinetuneConfig, finetune
+from siamese.training.finetune import LOSSES, FinetuneConfig, adaptive_metric_weight, finetune
 from siamese.data.pairs import pairs_from_labels, write_pairs_csv
 
 
@@ -50,6 +50,21 @@ def test_finetuning_widens_the_gap_between_pair_kinds(two_clusters, pretrained):
 def test_few_labels_per_class(two_clusters, pretrained):
     tuned = finetune(pretrained, two_clusters, labels=True, labels_per_class=5, train=FAST, progress=False)
     assert tuned.info["finetune"]["n_labelled"] == 10
+
+
+@pytest.mark.parametrize("share, weight", [(0.0, 10.0), (0.0125, 10.0), (0.125, 23.3), (1.0, 50.0), (2.0, 50.0)])
+def test_adaptive_metric_weight_follows_the_labelled_share(share, weight):
+    assert adaptive_metric_weight(share) == pytest.approx(weight, abs=0.05)
+
+
+@pytest.mark.parametrize("per_class, weight", [(None, 50.0), (6, adaptive_metric_weight(12 / 120))])
+def test_default_metric_weight_is_resolved_and_recorded(two_clusters, pretrained, per_class, weight):
+    tuned = finetune(pretrained, two_clusters, labels=True, labels_per_class=per_class,
+                     train=TrainConfig(epochs=1, batch_size=32), progress=False)
+    assert tuned.info["finetune"]["config"]["metric_weight"] == pytest.approx(weight, abs=0.01)
+    explicit = finetune(pretrained, two_clusters, labels=True, config=FinetuneConfig(metric_weight=3.0),
+                        train=TrainConfig(epochs=1, batch_size=32), progress=False)
+    assert explicit.info["finetune"]["config"]["metric_weight"] == 3.0
 
 
 class RecordingLoss(ContrastiveLoss):
