@@ -223,7 +223,7 @@ def finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=LOSSES, default=default_of(FinetuneConfig, "loss"),
                    help="pytorch-metric-learning loss")
     p.add_argument("--distance", choices=DISTANCES, default=default_of(FinetuneConfig, "distance"),
-                   help="distance the loss and the index use")
+                   help="distance the loss and the index use (default: cosine; euclidean for --latent-dim 2)")
     p.add_argument("--miner", choices=MINERS, default=default_of(FinetuneConfig, "miner"), help="pair/triplet miner")
     p.add_argument("--pos-margin", type=float, default=default_of(FinetuneConfig, "pos_margin"),
                    help="contrastive: same pairs closer than this cost nothing")

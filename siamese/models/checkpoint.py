@@ -21,7 +21,7 @@ from ..data.normalization import Normalization
 from ..data.preprocessing import Preprocessing
 from ..errors import SiameseError
 from .autoencoder import Autoencoder, AutoencoderConfig
-from .fingerprint import fingerprint, weights_digest
+from .fingerprint import matches_fingerprint, weights_digest
 from .metrics import METRICS
 from .networks import NetworkConfig
 from .saving import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
@@ -158,7 +158,7 @@ def _load_once(directory: Path, verify: bool) -> Autoencoder:
         raise SiameseError(f"{weights} does not match the architecture in config.json ({str(exc)[:160]})") from None
     model.eval()
     _ = model.preprocessing  # a record that contradicts the architecture is refused here, not at first use
-    if verify and fingerprint(model) != record["fingerprint"]:
+    if verify and not matches_fingerprint(model, record["fingerprint"]):
         if weights_digest(model).hexdigest() == record["fingerprint"]:
             raise SiameseError(
                 f"{directory} was saved by siamese 0.1, whose fingerprint covered the weights but not config.json, "

@@ -4,6 +4,7 @@ made their vectors, and a model directory whose config.json was edited no longer
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -11,17 +12,31 @@ import torch
 
 # `info` fields that change what the model computes or how its distances are read (fingerprinted)
 BEHAVIOUR_INFO = ("metric", "normalization", "preprocessing", "threshold")
+# AutoencoderConfig fields added after models were first saved: described only when they differ from
+# their default, so the fingerprints of models saved before them still match
+LATER_FIELDS = ("view_weight", "view_temperature", "augment_strength")
+# models saved while the view fields were always described (before augment_strength) still load
+DESCRIBED_ALWAYS_BEFORE = (("view_weight", "view_temperature"),)
 
 
-def fingerprint(model: torch.nn.Module) -> str:
+def fingerprint(model: torch.nn.Module, always_described: tuple[str, ...] = ()) -> str:
     """sha256 of every weight and buffer in name order and, for an Autoencoder, of its
-    architecture and BEHAVIOUR_INFO: equal fingerprints <=> the same embedding and distances."""
+    architecture and BEHAVIOUR_INFO: equal fingerprints <=> the same embedding and distances.
+    always_described: LATER_FIELDS to describe even at their default (older saves did)."""
     digest = weights_digest(model)
     if hasattr(model, "config") and hasattr(model, "network"):  # an Autoencoder: also what it computes
-        described = {"autoencoder": model.config.to_dict(), "network": model.network.to_dict(),
+        defaults = {f.name: f.default for f in dataclasses.fields(model.config)}
+        config = {key: value for key, value in model.config.to_dict().items()
+                  if key not in LATER_FIELDS or key in always_described or value != defaults[key]}
+        described = {"autoencoder": config, "network": model.network.to_dict(),
                      "info": {key: model.info[key] for key in BEHAVIOUR_INFO if key in model.info}}
         digest.update(b"|described|" + json.dumps(described, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def matches_fingerprint(model: torch.nn.Module, recorded: str) -> bool:
+    """Whether `recorded` is the model's fingerprint as this or an earlier version wrote it."""
+    return recorded in {fingerprint(model), *(fingerprint(model, fields) for fields in DESCRIBED_ALWAYS_BEFORE)}
 
 
 def weights_digest(model: torch.nn.Module) -> "hashlib._Hash":

@@ -52,7 +52,10 @@ class FinetuneConfig:
     """How labelled pairs shape the embedding."""
 
     loss: str = "contrastive"  # one of LOSSES (pytorch-metric-learning)
-    distance: str = "cosine"  # "cosine": L2 between unit-normalised z (index metric cosine); "euclidean": raw L2
+    # "cosine": L2 between unit-normalised z (index metric cosine); "euclidean": raw L2; None: cosine,
+    # or euclidean for 2-D embeddings, where a direction alone is one angle for every class
+    # (MNIST d=2, 100 labels per class: 74.5% cosine, 95.25% euclidean; BENCHMARKS.md)
+    distance: str | None = None
     pos_margin: float = 0.0  # contrastive: same pairs closer than this cost nothing
     neg_margin: float = 1.0  # contrastive: different pairs farther than this cost nothing
     triplet_margin: float = 0.2  # triplet loss margin
@@ -74,7 +77,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (("loss", LOSSES), ("distance", DISTANCES), ("miner", MINERS)):
-            if getattr(self, name) not in allowed:
+            if getattr(self, name) not in allowed and not (name == "distance" and self.distance is None):
                 raise SiameseError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.neg_margin <= self.pos_margin and self.loss == "contrastive":
             raise SiameseError(f"neg_margin ({self.neg_margin}) must exceed pos_margin ({self.pos_margin})")
@@ -101,6 +104,15 @@ def adaptive_metric_weight(labelled_share: float) -> float:
     (low_share, low), (high_share, high) = FEW_LABELS, ALL_LABELS
     share = min(max(labelled_share, low_share), high_share)
     return low * (high / low) ** (math.log(share / low_share) / math.log(high_share / low_share))
+
+
+def resolve_defaults(config: FinetuneConfig, model: Autoencoder, n_known: int, n_items: int) -> FinetuneConfig:
+    """The config with its data-dependent defaults (None) filled in, as the model will record it."""
+    if config.metric_weight is None:
+        config = replace(config, metric_weight=round(adaptive_metric_weight(n_known / n_items), 2))
+    if config.distance is None:
+        config = replace(config, distance="euclidean" if model.latent_dim <= 2 else "cosine")
+    return config
 
 
 def _pair_distance(config: "FinetuneConfig") -> distances.LpDistance:
@@ -203,9 +215,8 @@ def finetune(
     elif pairs.items().max() >= len(items):
         raise SiameseError("pairs refer to item positions beyond the item set")
 
-    if config.metric_weight is None:
-        known = len(np.flatnonzero(codes >= 0)) if codes is not None else len(pairs.items())
-        config = replace(config, metric_weight=round(adaptive_metric_weight(known / len(items)), 2))
+    config = resolve_defaults(config, model, (codes >= 0).sum() if codes is not None else len(pairs.items()),
+                              len(items))
     tuned = copy.deepcopy(model)
     x = as_model_input(tuned, items)
     image_items = x.ndim == 4

@@ -67,6 +67,14 @@ def test_default_metric_weight_is_resolved_and_recorded(two_clusters, pretrained
     assert explicit.info["finetune"]["config"]["metric_weight"] == 3.0
 
 
+@pytest.mark.parametrize("latent_dim, distance, metric", [(2, "euclidean", "l2"), (4, "cosine", "cosine")])
+def test_default_distance_follows_the_latent_size(two_clusters, latent_dim, distance, metric):
+    config = AutoencoderConfig(variant="plain", latent_dim=latent_dim, widths=(32,))
+    model = pretrain(two_clusters, config, TrainConfig(epochs=1, batch_size=32), progress=False)
+    tuned = finetune(model, two_clusters, labels=True, train=TrainConfig(epochs=1, batch_size=32), progress=False)
+    assert tuned.info["finetune"]["config"]["distance"] == distance and tuned.metric == metric
+
+
 class RecordingLoss(ContrastiveLoss):
     def __init__(self):
         super().__init__()

@@ -117,3 +117,24 @@ def test_pretrain_rejects_bad_input(tmp_path):
         pretrain(load_items(np.zeros((30, 4), dtype=np.float32)), AutoencoderConfig(latent_dim=2), resume=True)
     with pytest.raises(SiameseError, match="does not exist"):
         load_model(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("era", ["before the later fields", "views always described"])
+def test_models_saved_by_earlier_versions_still_load(tiny_images, tmp_path, era):
+    """Config fields added later do not change the fingerprints of models saved before them."""
+    from siamese.models.fingerprint import LATER_FIELDS, fingerprint
+
+    model = pretrain(tiny_images, CONFIG, TrainConfig(epochs=1, batch_size=16), out=tmp_path / "m", progress=False)
+    config = tmp_path / "m" / "config.json"
+    record = json.loads(config.read_text())
+    if era == "before the later fields":
+        record["autoencoder"] = {k: v for k, v in record["autoencoder"].items() if k not in LATER_FIELDS}
+    else:
+        record["autoencoder"].pop("augment_strength")
+        record["fingerprint"] = fingerprint(model, ("view_weight", "view_temperature"))
+    config.write_text(json.dumps(record))
+    assert load_model(tmp_path / "m").fingerprint() == model.fingerprint()
+    record["autoencoder"]["view_weight"] = 3.0  # a described change is still caught
+    config.write_text(json.dumps(record))
+    with pytest.raises(SiameseError, match="fingerprint"):
+        load_model(tmp_path / "m")
