@@ -61,7 +61,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
     before, after = record["val_reconstruction_before"], record["val_reconstruction_after"]
     recon = f"; validation reconstruction {before:.2f} -> {after:.2f}" if before is not None else ""
-    print(f"fine-tuned on {what} with {config.loss} loss{recon}")
+    used = record["config"]  # data-dependent defaults resolved
+    print(f"fine-tuned on {what} with {config.loss} loss (metric weight {used['metric_weight']:g}, "
+          f"{used['distance']} distance){recon}")
     print(f"saved {args.out} (metric {tuned.metric}, fingerprint {tuned.fingerprint()[:12]})")
     return 0
 

@@ -81,8 +81,10 @@ class FinetuneConfig:
                 raise SiameseError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.neg_margin <= self.pos_margin and self.loss == "contrastive":
             raise SiameseError(f"neg_margin ({self.neg_margin}) must exceed pos_margin ({self.pos_margin})")
-        if (self.metric_weight is not None and not self.metric_weight >= 0) or not self.recon_weight >= 0:
-            raise SiameseError("--metric-weight and --recon-weight must be numbers >= 0")
+        weights = (self.recon_weight,) + ((self.metric_weight,) if self.metric_weight is not None else ())
+        if not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise SiameseError(f"--metric-weight and --recon-weight must be finite numbers >= 0, got "
+                               f"{self.metric_weight} and {self.recon_weight}")
 
     @property
     def index_metric(self) -> str:

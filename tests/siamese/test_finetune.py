@@ -135,6 +135,13 @@ def test_labels_csv_mapping(two_clusters, pretrained, tmp_path):
     assert tuned.info["finetune"]["n_labelled"] == 20
 
 
+@pytest.mark.parametrize("weights", [{"metric_weight": -1.0}, {"metric_weight": float("inf")},
+                                     {"recon_weight": float("nan")}])
+def test_loss_weights_must_be_finite_and_non_negative(weights):
+    with pytest.raises(SiameseError, match="--metric-weight and --recon-weight"):
+        FinetuneConfig(**weights)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({}, "exactly one"),
     ({"pairs": "x.csv", "labels": True}, "exactly one"),
