@@ -13,7 +13,8 @@ import torch
 # `info` fields that change what the model computes or how its distances are read (fingerprinted)
 BEHAVIOUR_INFO = ("metric", "normalization", "preprocessing", "threshold")
 # AutoencoderConfig fields added after models were first saved: described only when they differ from
-# their default, so the fingerprints of models saved before them still match
+# their default, so the fingerprints of models saved before them still match. Their defaults must
+# stay the values that mean "as before the field existed" (a config.json without them reads so).
 LATER_FIELDS = ("view_weight", "view_temperature", "augment_strength")
 # models saved while the view fields were always described (before augment_strength) still load
 DESCRIBED_ALWAYS_BEFORE = (("view_weight", "view_temperature"),)
