@@ -269,17 +269,47 @@ def seed_means(rows: dict[str, dict]) -> str:
     return "\n".join(lines) if groups else ""
 
 
+def curve_points(rows: dict[str, dict]) -> list[dict]:
+    """The cost curve's rows (the default schedule's point is the defaults table's seed-0 autoencoder)."""
+    chosen = [r for name, r in rows.items() if name.startswith("curve-e") or name == "default-ae-s0"]
+    return sorted(chosen, key=lambda r: r["epochs"])
+
+
 def cost_curve(rows: dict[str, dict]) -> str:
     """The default autoencoder's quality against its training time (one thread: wall s = CPU s)."""
-    points = sorted(((r["epochs"], r) for name, r in rows.items() if name.startswith("curve-e")
-                     or name == "default-ae-s0"), key=lambda point: point[0])
+    points = curve_points(rows)
     lines = ["| epochs | CPU s (1 thread) | s/epoch | leave-one-out kNN, 8000 training items | kNN acc, 2000 queries |",
              "|---|---|---|---|---|"]
-    for epochs, r in points:
-        loo = r.get(f"loo_knn_{r['metric']}")
-        lines.append(f"| {epochs} | {r['seconds']:.0f} | {r['seconds_per_epoch']:.1f} | "
+    for r in points:
+        loo = r[f"loo_knn_{r['metric']}"]
+        lines.append(f"| {r['epochs']} | {r['seconds']:.0f} | {r['seconds_per_epoch']:.1f} | "
                      f"{100 * loo:.2f}% | {100 * r['knn_accuracy']:.2f}% |")
     return "\n".join(lines) if points else ""
+
+
+def plot_cost_curve(rows: dict[str, dict], path: Path) -> None:
+    """Leave-one-out and query kNN accuracy of the default autoencoder against CPU seconds."""
+    from matplotlib.figure import Figure
+
+    points = curve_points(rows)
+    if len(points) < 2:
+        return
+    seconds = [r["seconds"] for r in points]
+    figure = Figure(figsize=(6, 3.6))
+    ax = figure.subplots()
+    for key, label in (("loo", "leave-one-out, 8000 training items"), ("knn_accuracy", "2000 queries")):
+        values = [100 * (r[f"loo_knn_{r['metric']}"] if key == "loo" else r[key]) for r in points]
+        ax.plot(seconds, values, marker="o", label=label)
+    for r in points:
+        ax.annotate(f"{r['epochs']} ep", (r["seconds"], 100 * r["knn_accuracy"]), textcoords="offset points",
+                    xytext=(4, -12), fontsize=8)
+    ax.axhline(97.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("CPU seconds (one thread)")
+    ax.set_ylabel("kNN accuracy, k=5 (%)")
+    ax.set_title("Default autoencoder: quality against training time (MNIST)")
+    ax.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -316,6 +346,7 @@ def main() -> None:
                                          + EXPLORE_FT + DEFAULTS_FT if r.name in results]
     report = f"{table(ordered)}\n\n{summary(results)}\n\n{seed_means(results)}\n\n{cost_curve(results)}\n"
     (work / "quality.md").write_text(report)
+    plot_cost_curve(results, work / "cost-curve.png")
     (work / "quality.json").write_text(json.dumps(ordered, indent=1))
     print(report)
 
