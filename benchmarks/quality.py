@@ -8,9 +8,12 @@ autoencoders, and the best encoder fine-tuned with 10 (3 seeds) / 100 / all labe
     python benchmarks/quality.py --jobs 2                 # everything (about an hour on 2 cores)
     python benchmarks/quality.py --quick                  # 2 epochs per model, a smoke run
     python benchmarks/quality.py --holdout --rows ...     # choices: items 0-6999 vs 7000-7999
+    python benchmarks/quality.py --defaults --jobs 2      # the targets: library defaults, 3 seeds,
+                                                          # and the default autoencoder's cost curve
 
 --holdout never touches the 2000 queries: models train on the first 7000 items and are scored with
-items 7000-7999 as queries, so settings are chosen there and only then measured on the split.
+items 7000-7999 as queries, and by leave-one-out kNN over all 8000 (items whose labels training
+never saw), so settings are chosen there and only then measured on the split.
 
 Trained models and per-row results are cached in --work so an interrupted run continues; the
 baselines are recomputed in every run. The table is printed and written to --work/quality.md.
