@@ -327,7 +327,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work / (("holdout-" if args.holdout else "") + ("quick" if args.quick else "full"))
     wanted = set(args.rows.split(",")) if args.rows else None
-    table_rows = (DEFAULTS, DEFAULTS_FT) if args.defaults else (PRETRAINED, FINETUNED)
+    table_rows = (DEFAULTS + CURVE, DEFAULTS_FT) if args.defaults else (PRETRAINED, FINETUNED)
     stages = [[r for r in everything if (not wanted and r in chosen) or (wanted and r.name in wanted)]
               for everything, chosen in ((PRETRAINED + EXPLORE + DEFAULTS + CURVE, table_rows[0]),
                                          (FINETUNED + EXPLORE_FT + DEFAULTS_FT, table_rows[1]))]
