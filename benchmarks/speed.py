@@ -283,7 +283,7 @@ def bench_training(sizes: Sizes) -> tuple[list[Row], dict]:
     rows = [_step_row("train step, pretrain", ours_s, bare_s, steps, _state_equal(ours, bare))]
 
     ft_train = TrainConfig(epochs=sizes.train_epochs, lr=1e-3, val_fraction=0.0, schedule="constant")
-    ft_config = FinetuneConfig(pseudo_pairs=None, metric_weight=10.0)  # the objective the bare loop writes out
+    ft_config = FinetuneConfig(pseudo_pairs=None, metric_weight=10.0, distance="cosine")  # as the bare loop has it
     codes = resolve_labels(items, True)
     codes = np.where(select_per_class(codes, 10, seed=ft_train.seed), codes, -1)
     ft_s, tuned, bare_ft_s, (bare_tuned, ft_steps) = paired(

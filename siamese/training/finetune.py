@@ -88,7 +88,7 @@ class FinetuneConfig:
 
     @property
     def index_metric(self) -> str:
-        return "cosine" if self.distance == "cosine" or self.loss in ("ntxent", "supcon") else "l2"
+        return "cosine" if self.distance != "euclidean" or self.loss in ("ntxent", "supcon") else "l2"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,8 +118,9 @@ def resolve_defaults(config: FinetuneConfig, model: Autoencoder, n_known: int, n
 
 
 def _pair_distance(config: "FinetuneConfig") -> distances.LpDistance:
-    """L2 between unit-normalised embeddings (cosine) or raw L2 (euclidean), as the index will measure."""
-    return distances.LpDistance(normalize_embeddings=config.distance == "cosine", p=2)
+    """L2 between unit-normalised embeddings (cosine; also before `resolve_defaults` chose) or raw L2
+    (euclidean), as the index will measure."""
+    return distances.LpDistance(normalize_embeddings=config.distance != "euclidean", p=2)
 
 
 # name -> PML loss built from the config (its distance and margins); FinetuneConfig.loss picks one
@@ -272,7 +273,7 @@ def finetune(
     if config.pseudo_pairs is not None:  # unlabelled training items: no label / in no given pair
         known = np.flatnonzero(codes >= 0) if codes is not None else pairs.items()
         term = PseudoPairTerm(config.pseudo_pairs, x, np.setdiff1d(train_idx, known), reference=model,
-                              normalize=config.distance == "cosine", pos_margin=config.pos_margin,
+                              normalize=config.distance != "euclidean", pos_margin=config.pos_margin,
                               neg_margin=config.neg_margin, scale=config.metric_weight, seed=train.seed)
         batches, step_loss = term.wrap(tuned, batches, step_loss)
 
