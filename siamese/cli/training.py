@@ -233,7 +233,7 @@ def finetune_arguments(p: argparse.ArgumentParser) -> None:
                    help="contrastive: different pairs farther than this cost nothing")
     p.add_argument("--metric-weight", type=float, default=default_of(FinetuneConfig, "metric_weight"),
                    help="weight of the metric loss against reconstruction (default: adapts to the labelled "
-                        "share, 10 with 1%% labelled or less up to 50 with every item labelled)")
+                        "share: 10 with up to 1.25%% labelled, rising to 50 with every item labelled)")
     p.add_argument("--recon-weight", type=float, default=default_of(FinetuneConfig, "recon_weight"),
                    help="weight of the reconstruction term")
     add_pseudo_pair_options(p)
