@@ -53,13 +53,15 @@ class Row:
 PRETRAINED = [Row(f"ae-{v}-32", variant=v) for v in ("plain", "denoising", "sparse", "ksparse", "contractive", "vae")]
 PRETRAINED += [Row("ae-denoising-2", latent_dim=2), Row("ae-plain-2", variant="plain", latent_dim=2),
                Row("ae-vae-2", variant="vae", latent_dim=2), Row("ae-denoising-2-e40", latent_dim=2, epochs=40)]
-FINETUNED = [Row(f"ft-10pc-s{s}", parent="ae-denoising-32", per_class=10, seed=s) for s in (0, 1, 2)]
-FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100),
-              Row("ft-all", parent="ae-denoising-32"),
+W10 = {"metric_weight": 10.0}  # the weight these rows were measured with (the default before it adapted)
+FINETUNED = [Row(f"ft-10pc-s{s}", parent="ae-denoising-32", per_class=10, seed=s, extra=W10) for s in (0, 1, 2)]
+FINETUNED += [Row("ft-100pc", parent="ae-denoising-32", per_class=100, extra=W10),
+              Row("ft-all", parent="ae-denoising-32", extra=W10),
               Row("ft-all-w50", parent="ae-denoising-32", extra={"metric_weight": 50.0}),
-              Row("ft-100pc-d2", parent="ae-denoising-2", latent_dim=2, per_class=100, distance="euclidean"),
-              Row("ft-100pc-d2-e40-cos", parent="ae-denoising-2-e40", latent_dim=2, per_class=100),
-              Row("ft-100pc-d2-e40", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, distance="euclidean")]
+              Row("ft-100pc-d2", parent="ae-denoising-2", latent_dim=2, per_class=100, distance="euclidean", extra=W10),
+              Row("ft-100pc-d2-e40-cos", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, extra=W10),
+              Row("ft-100pc-d2-e40", parent="ae-denoising-2-e40", latent_dim=2, per_class=100, distance="euclidean",
+                  extra=W10)]
 
 
 # Rows that explore settings; run them with --holdout (choices are never made on the 2000 queries).
@@ -69,7 +71,7 @@ EXPLORE += [Row("ae-views-w5-t0.5-mask0.3", extra={"view_weight": 5.0, "view_tem
             Row("ae-views-w5-t0.5-e40", epochs=40, extra={"view_weight": 5.0, "view_temperature": 0.5}),
             Row("ae-views-w5-t0.5-aug2", extra={"view_weight": 5.0, "view_temperature": 0.5, "augment_strength": 2.0}),
             Row("ae-denoising-aug2", extra={"augment_strength": 2.0})]
-EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=10)
+EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=10, extra=W10)
               for parent in [r for r in PRETRAINED if r.name == "ae-denoising-32"] + EXPLORE]
 EXPLORE_FT += [Row("ft-10pc-noviews-from-ae-views-w5-t0.5", parent="ae-views-w5-t0.5", per_class=10,
                    extra={"views": False}),
