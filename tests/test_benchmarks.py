@@ -76,3 +76,20 @@ def test_report_is_a_markdown_table(speed):
     assert "cpu test; cores 2" in text
     assert "| embed throughput | 10 items/s | 11 items/s | 0.91 | >= 0.90x | pass |  |" in lines
     assert "| knn predict (speed-up) | 2 s | 1 s | 0.50 | >= 5x faster | FAIL | note |" in lines
+
+
+def test_quality_leave_one_out_and_seed_means():
+    """benchmarks/quality.py's choice measure leaves each query out of its own vote, and the seed
+    table averages over seeds."""
+    with script_module(SPEED.parent / "quality.py", "quality_benchmark") as quality:
+        z = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2], [0.15]], dtype=np.float32)
+        labels = np.array(["a", "a", "a", "b", "b", "b", "b"])  # the last item sits among the a's
+        queries = np.ones(len(z), dtype=bool)
+        assert quality.leave_one_out_knn(z, labels, queries, "l2", k=3) == pytest.approx(6 / 7)
+        only_last = np.zeros(len(z), dtype=bool)
+        only_last[-1] = True
+        assert quality.leave_one_out_knn(z, labels, only_last, "l2", k=1) == 0.0  # itself would say "b"
+        rows = {f"default-ft-10pc-s{s}": {"knn_accuracy": a, "map_at_r": 0.5, "refs_only_knn": a - 0.02}
+                for s, a in enumerate((0.98, 0.99, 0.97))}
+        table = quality.seed_means(rows)
+        assert "| default-ft-10pc (3) | 98.00% (97.00-99.00) | 96.00% (95.00-97.00) |" in table
