@@ -75,9 +75,9 @@ EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=1
               for parent in [r for r in PRETRAINED if r.name == "ae-denoising-32"] + EXPLORE]
 EXPLORE_FT += [Row("ft-10pc-noviews-from-ae-views-w5-t0.5", parent="ae-views-w5-t0.5", per_class=10,
                    extra={"views": False}),
-               Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extra={"metric_weight": 10.0}),
+               Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extra=W10),
                Row("ft-100pc-auto", parent="ae-denoising-32", per_class=100),
-               Row("ft-all-w10", parent="ae-denoising-32", extra={"metric_weight": 10.0}),
+               Row("ft-all-w10", parent="ae-denoising-32", extra=W10),
                Row("ft-all-auto", parent="ae-denoising-32")]
 
 
@@ -85,9 +85,9 @@ EXPLORE_FT += [Row("ft-10pc-noviews-from-ae-views-w5-t0.5", parent="ae-views-w5-
 SEEDS = (0, 1, 2)
 DEFAULTS = [Row(f"default-ae-s{s}", seed=s, defaults=True) for s in SEEDS]
 DEFAULTS += [Row(f"default-ae-d2-s{s}", latent_dim=2, seed=s, defaults=True) for s in SEEDS]
-# Quality against training time for the default autoencoder (the schedule's knee), chosen by the
-# leave-one-out score over the 8000 training items.
-# (the default schedule's point is the defaults table's seed-0 autoencoder)
+# Quality against training time for the default autoencoder (the schedule's knee), judged by the
+# leave-one-out score over the 8000 training items; the default schedule's own point is the
+# defaults table's seed-0 autoencoder.
 CURVE = [Row(f"curve-e{epochs}", epochs=epochs, defaults=True) for epochs in (3, 5, 10, 40)]
 DEFAULTS_FT = [Row(f"default-ft-{name}-s{s}", parent=f"default-ae-s{s}", per_class=per_class, seed=s, defaults=True)
                for name, per_class in (("10pc", 10), ("100pc", 100), ("all", None)) for s in SEEDS]
