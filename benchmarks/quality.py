@@ -73,9 +73,7 @@ EXPLORE += [Row("ae-views-w5-t0.5-mask0.3", extra={"view_weight": 5.0, "view_tem
             Row("ae-denoising-aug2", extra={"augment_strength": 2.0})]
 EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=10, extra=W10)
               for parent in [r for r in PRETRAINED if r.name == "ae-denoising-32"] + EXPLORE]
-EXPLORE_FT += [Row("ft-10pc-noviews-from-ae-views-w5-t0.5", parent="ae-views-w5-t0.5", per_class=10,
-                   extra={"views": False}),
-               Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extra=W10),
+EXPLORE_FT += [Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extra=W10),
                Row("ft-100pc-auto", parent="ae-denoising-32", per_class=100),
                Row("ft-all-w10", parent="ae-denoising-32", extra=W10),
                Row("ft-all-auto", parent="ae-denoising-32")]
@@ -161,16 +159,13 @@ def leave_one_out_knn(z: np.ndarray, labels: np.ndarray, queries: np.ndarray, me
     return float(np.mean(predicted == labels[queries]))
 
 
-def few_reference_scores(row: Row, model, z_index, train_items, z_query, queries) -> dict:
-    """kNN accuracy with only the items fine-tuning saw labelled as the index's labelled references:
-    as they are, and after `classify`'s default label propagation over the index."""
+def few_reference_scores(model, z_index, train_items, used: np.ndarray, z_query, queries) -> dict:
+    """kNN accuracy with only the items fine-tuning saw labelled (`used`) as the index's labelled
+    references: as they are, and after `classify`'s default label propagation over the index."""
     from index import KNNClassifier, VectorIndex
     from index.propagation import propagated_index
-    from siamese.data.pairs import select_per_class
 
-    codes = np.asarray(train_items.labels, dtype=np.int64)
-    used = select_per_class(codes, row.per_class, seed=row.seed)
-    labels = [str(c) if u else None for c, u in zip(codes, used)]
+    labels = [str(c) if u else None for c, u in zip(train_items.labels, used)]
     built = VectorIndex.build(z_index, labels=labels, metric=model.metric, kind="flat")
     truth = np.asarray(queries.labels).astype(str)
     scores = {}
@@ -195,7 +190,12 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
     scores = score_embeddings(z_index, train_items.labels, z_query, queries.labels, metric=model.metric)
     other = "cosine" if model.metric == "l2" else "l2"  # the other metric's kNN accuracy, for exploring
     other_knn = score_embeddings(z_index, train_items.labels, z_query, queries.labels, metric=other).knn_accuracy
-    extra = few_reference_scores(row, model, z_index, train_items, z_query, queries) if row.per_class else {}
+    used = None  # the training items whose labels fine-tuning saw (per_class rows)
+    if row.per_class:
+        from siamese.data.pairs import select_per_class
+
+        used = select_per_class(np.asarray(train_items.labels, dtype=np.int64), row.per_class, seed=row.seed)
+    extra = few_reference_scores(model, z_index, train_items, used, z_query, queries) if row.per_class else {}
     # leave-one-out kNN over the training items (with --holdout also the 1000 held out), queries = the
     # items whose labels training never saw: a choice measure that never touches the 2000 queries
     z_all, labels = z_index, np.asarray(train_items.labels)
@@ -204,10 +204,7 @@ def finish_row(row, model, model_dir, train_items, queries, info, seconds, resul
     if row.parent is None or row.per_class or holdout:
         unseen = np.ones(len(labels), dtype=bool)
         if row.parent is not None:
-            from siamese.data.pairs import select_per_class
-
-            codes = np.asarray(train_items.labels, dtype=np.int64)
-            unseen[:len(codes)] = ~select_per_class(codes, row.per_class, seed=row.seed) if row.per_class else False
+            unseen[:len(train_items)] = ~used if row.per_class else False
         extra.update({f"loo_knn_{m}": leave_one_out_knn(z_all, labels, unseen, m) for m in ("l2", "cosine")})
     result = {"row": row.name, **scores.to_dict(), **info, "metric": model.metric, f"knn_{other}": other_knn, **extra,
               "seconds": seconds,

@@ -162,12 +162,8 @@ class Autoencoder(nn.Module):
 
         save_model(self, directory, overwrite=overwrite)
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
-             views: bool = True) -> tuple[torch.Tensor, dict]:
-        """Training loss of this variant on a batch of clean items; returns (loss, parts for logging).
-        views=False leaves out the denoising view term (reconstruction only)."""
-        if not views and self.config.variant == "denoising":
-            return _denoising(self, x, generator, view_weight=0.0)
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Training loss of this variant on a batch of clean items; returns (loss, parts for logging)."""
         return LOSSES[self.config.variant](self, x, generator)
 
 
@@ -219,9 +215,7 @@ def _plain(model: Autoencoder, x, generator):
     return reconstruction_loss(logits, x), {}
 
 
-def _denoising(model: Autoencoder, x, generator, view_weight: float | None = None):
-    view_weight = model.config.view_weight if view_weight is None else view_weight
-
+def _denoising(model: Autoencoder, x, generator):
     def view() -> torch.Tensor:
         source = (random_affine(x, generator, strength=model.config.augment_strength)
                   if model.config.uses_augmentation(tuple(x.shape[1:])) else x)
@@ -229,10 +223,10 @@ def _denoising(model: Autoencoder, x, generator, view_weight: float | None = Non
 
     z = model.encode(view())
     recon = reconstruction_loss(model.decode(z), x)
-    if not view_weight:
+    if not model.config.view_weight:
         return recon, {}
     agreement = view_agreement(z, model.encode(view()), model.config.view_temperature)
-    return recon + view_weight * agreement, {"recon": recon.item(), "views": agreement.item()}
+    return recon + model.config.view_weight * agreement, {"recon": recon.item(), "views": agreement.item()}
 
 
 def view_agreement(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -69,7 +69,6 @@ class FinetuneConfig:
     pairs_per_step: int = 256  # pairs (pair-file mode) per step, half positive where possible
     unlabelled_per_step: int = 128  # items for the reconstruction term per step
     augment: bool = True  # random shift/rotation of labelled images before embedding them
-    views: bool = True  # keep the autoencoder's view term (--view-weight) in the reconstruction term
     # confident pairs mined among unlabelled items add a second contrastive term; on MNIST with 10
     # labels per class they lifted kNN accuracy 98.35 -> 98.63% and MAP@R 76 -> 82% (BENCHMARKS.md).
     # None: labelled pairs only.
@@ -218,8 +217,8 @@ def finetune(
     elif pairs.items().max() >= len(items):
         raise SiameseError("pairs refer to item positions beyond the item set")
 
-    config = resolve_defaults(config, model, (codes >= 0).sum() if codes is not None else len(pairs.items()),
-                              len(items))
+    known = np.flatnonzero(codes >= 0) if codes is not None else pairs.items()  # labelled / paired items
+    config = resolve_defaults(config, model, len(known), len(items))
     tuned = copy.deepcopy(model)
     x = as_model_input(tuned, items)
     image_items = x.ndim == 4
@@ -230,7 +229,7 @@ def finetune(
         recon_before = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
     loss_fn = loss if loss is not None else build_loss(config)
     miner_fn = miner if miner is not None else build_miner(config)
-    labelled = np.flatnonzero(codes >= 0) if codes is not None else None
+    labelled = known if codes is not None else None
     codes_t = torch.as_tensor(codes) if codes is not None else None
     parallel = parallel or Parallel.current()
     labelled_per_step, metric_scale = config.labelled_per_step, 1
@@ -254,7 +253,7 @@ def finetune(
     def step_loss(m: Autoencoder, batch, generator):
         unlabelled_idx, labelled_idx, indices_tuple = batch
         x_lab = x[labelled_idx]
-        recon, _ = m.loss(torch.cat([x[unlabelled_idx], x_lab]), generator, views=config.views)
+        recon, _ = m.loss(torch.cat([x[unlabelled_idx], x_lab]), generator)
         if config.augment and image_items:
             x_lab = random_affine(x_lab, generator)
         z = m.encode(x_lab)
@@ -271,7 +270,6 @@ def finetune(
         return total, parts
 
     if config.pseudo_pairs is not None:  # unlabelled training items: no label / in no given pair
-        known = np.flatnonzero(codes >= 0) if codes is not None else pairs.items()
         term = PseudoPairTerm(config.pseudo_pairs, x, np.setdiff1d(train_idx, known), reference=model,
                               normalize=config.distance != "euclidean", pos_margin=config.pos_margin,
                               neg_margin=config.neg_margin, scale=config.metric_weight, seed=train.seed)

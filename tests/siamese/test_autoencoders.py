@@ -96,18 +96,6 @@ def test_view_weight_zero_is_the_plain_denoising_loss():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and parts == {}
 
 
-def test_views_false_leaves_out_the_view_term():
-    """Fine-tuning's reconstruction term can drop the view term: then it is the plain denoising loss."""
-    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    with_views = make_model("denoising", (1, 8, 8), "mlp", widths=(32,), view_weight=5.0)
-    without = make_model("denoising", (1, 8, 8), "mlp", widths=(32,))
-    without.load_state_dict(with_views.state_dict())
-    loss, parts = with_views.loss(x, torch.Generator().manual_seed(4), views=False)
-    expected, _ = without.loss(x, torch.Generator().manual_seed(4))
-    assert parts == {} and loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert with_views.loss(x, torch.Generator().manual_seed(4))[1]["views"] > 0
-
-
 def test_ksparse_code_has_exactly_k_nonzeros():
     model = make_model("ksparse", (20,), latent_dim=10, k=3)
     z = model.encode(torch.rand(7, 20))
