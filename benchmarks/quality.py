@@ -71,6 +71,9 @@ EXPLORE += [Row("ae-views-w5-t0.5-mask0.3", extra={"view_weight": 5.0, "view_tem
             Row("ae-views-w5-t0.5-e40", epochs=40, extra={"view_weight": 5.0, "view_temperature": 0.5}),
             Row("ae-views-w5-t0.5-aug2", extra={"view_weight": 5.0, "view_temperature": 0.5, "augment_strength": 2.0}),
             Row("ae-denoising-aug2", extra={"augment_strength": 2.0})]
+# the neighbour term's weight at d=2 (0 = the reconstruction alone)
+EXPLORE += [Row(f"ae-d2-nb{w:g}", latent_dim=2, defaults=True, extra={"neighbour_weight": w})
+            for w in (0.0, 3.0, 10.0, 30.0)]
 EXPLORE_FT = [Row(f"ft-10pc-from-{parent.name}", parent=parent.name, per_class=10, extra=W10)
               for parent in [r for r in PRETRAINED if r.name == "ae-denoising-32"] + EXPLORE]
 EXPLORE_FT += [Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extra=W10),
@@ -226,7 +229,8 @@ def baselines(holdout: bool = False) -> list[dict]:
     rows = []
     for name, a, b in (("raw pixels", raw_train, raw_query),
                        ("PCA-32", pca.transform(raw_train), pca.transform(raw_query))):
-        rows.append({"row": name, **score_embeddings(a, train_items.labels, b, queries.labels).to_dict(), "metric": "l2"})
+        scores = score_embeddings(a, train_items.labels, b, queries.labels).to_dict()
+        rows.append({"row": name, **scores, "metric": "l2"})
     return rows
 
 

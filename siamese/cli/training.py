@@ -28,7 +28,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                sparsity_weight=args.sparsity_weight, contractive_weight=args.contractive_weight,
                                view_weight=args.view_weight, view_temperature=args.view_temperature,
                                augment=None if args.augment is None else args.augment == "on",
-                               augment_strength=args.augment_strength)
+                               augment_strength=args.augment_strength, neighbour_weight=args.neighbour_weight,
+                               neighbour_k=args.neighbour_k)
     train = train_config(args)  # every flag checked before any data is read
     items = load_data(args, args.data)
     print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
@@ -176,6 +177,7 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from ..models.autoencoder import VARIANTS, AutoencoderConfig
     from ..training.loop import TrainConfig
+    from ..training.neighbours import LOW_DIM_WEIGHT, LOW_LATENT_DIM
 
     add_data_argument(p, "unlabeled items to learn from")
     add_output_dir_option(p, "MODEL", "model", help="folder for the model (new, or an earlier model)")
@@ -202,6 +204,11 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
                    help="denoising: weight of NT-Xent agreement between two corrupted views (0 = off)")
     p.add_argument("--view-temperature", type=float, default=default_of(AutoencoderConfig, "view_temperature"),
                    help="denoising: NT-Xent temperature of the view term")
+    p.add_argument("--neighbour-weight", type=float, default=default_of(AutoencoderConfig, "neighbour_weight"),
+                   help=f"weight of the term that keeps items near in input space near in latent space "
+                        f"(default: {LOW_DIM_WEIGHT:g} for --latent-dim {LOW_LATENT_DIM} or less, else 0 = off)")
+    p.add_argument("--neighbour-k", type=int, default=default_of(AutoencoderConfig, "neighbour_k"),
+                   help="input-space neighbours each item is paired with by the neighbour term")
     add_train_options(p, TrainConfig())
     add_data_options(p)
 

@@ -7,10 +7,14 @@ sparse       + L1 penalty on z
 ksparse      keep only the k largest-magnitude entries of z (also when embedding)
 contractive  + squared Frobenius norm of the encoder Jacobian dz/dx
 vae          reparameterised Gaussian posterior, + beta * KL; the embedding is the posterior mean
+
+Any variant may add the neighbour term (neighbour_weight), which `pretrain` computes beside this
+loss because it needs each item's neighbours in the whole training set.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -47,6 +51,10 @@ class AutoencoderConfig:
     # together and pushes other items' apart (SimCLR's objective beside the reconstruction); 0 = off
     view_weight: float = 0.0
     view_temperature: float = 0.2  # denoising: NT-Xent temperature of the view term
+    # weight of the neighbour term (siamese.training.neighbours): items near in input space stay near
+    # in latent space; None = on for 2-D latent spaces only, filled in by `pretrain`; 0 = off
+    neighbour_weight: float | None = None
+    neighbour_k: int = 10  # input-space neighbours each item is paired with
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -66,9 +74,12 @@ class AutoencoderConfig:
             raise SiameseError(f"--augment-strength must be in (0, 4], got {self.augment_strength}")
         if not self.view_temperature > 0:
             raise SiameseError(f"--view-temperature must be > 0, got {self.view_temperature}")
-        for name in ("sparsity_weight", "contractive_weight", "beta", "view_weight"):
-            if getattr(self, name) < 0:
-                raise SiameseError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.neighbour_k, bool) or not isinstance(self.neighbour_k, int) or self.neighbour_k < 1:
+            raise SiameseError(f"--neighbour-k must be a positive integer, got {self.neighbour_k!r}")
+        for name in ("sparsity_weight", "contractive_weight", "beta", "view_weight", "neighbour_weight"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < math.inf:
+                raise SiameseError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
         parse_noise(self.noise)
 
     def network(self, input_shape: tuple[int, ...]) -> NetworkConfig:

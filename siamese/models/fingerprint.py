@@ -4,7 +4,6 @@ made their vectors, and a model directory whose config.json was edited no longer
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 
@@ -12,10 +11,12 @@ import torch
 
 # `info` fields that change what the model computes or how its distances are read (fingerprinted)
 BEHAVIOUR_INFO = ("metric", "normalization", "preprocessing", "threshold")
-# AutoencoderConfig fields added after models were first saved: described only when they differ from
-# their default, so the fingerprints of models saved before them still match. Their defaults must
-# stay the values that mean "as before the field existed" (a config.json without them reads so).
-LATER_FIELDS = ("view_weight", "view_temperature", "augment_strength")
+# AutoencoderConfig fields added after models were first saved -> the values that mean "as before the
+# field existed": such values are not described, so the fingerprints of models saved before the field
+# still match (a config.json without the field reads as its default, which must be one of them).
+# neighbour_weight: None is "not chosen" (a config.json from before), 0.0 is "off" as `pretrain` records it.
+LATER_FIELDS = {"view_weight": (0.0,), "view_temperature": (0.2,), "augment_strength": (1.0,),
+                "neighbour_weight": (None, 0.0), "neighbour_k": (10,)}
 # models saved while the view fields were always described (before augment_strength) still load
 DESCRIBED_ALWAYS_BEFORE = (("view_weight", "view_temperature"),)
 
@@ -26,9 +27,8 @@ def fingerprint(model: torch.nn.Module, always_described: tuple[str, ...] = ()) 
     always_described: LATER_FIELDS to describe even at their default (older saves did)."""
     digest = weights_digest(model)
     if hasattr(model, "config") and hasattr(model, "network"):  # an Autoencoder: also what it computes
-        defaults = {f.name: f.default for f in dataclasses.fields(model.config)}
         config = {key: value for key, value in model.config.to_dict().items()
-                  if key not in LATER_FIELDS or key in always_described or value != defaults[key]}
+                  if key not in LATER_FIELDS or key in always_described or value not in LATER_FIELDS[key]}
         described = {"autoencoder": config, "network": model.network.to_dict(),
                      "info": {key: model.info[key] for key in BEHAVIOUR_INFO if key in model.info}}
         digest.update(b"|described|" + json.dumps(described, sort_keys=True).encode())

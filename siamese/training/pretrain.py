@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from dataclasses import replace
+
 import torch
 
 from ..errors import SiameseError
@@ -13,6 +15,7 @@ from ..models.model_input import as_model_input
 from ..models.saving import CHECKPOINT_DIR, HISTORY_FILE, save_model
 from .distributed import Parallel
 from .loop import Progress, TrainConfig, fit, shuffled_batches, steps_for
+from .neighbours import default_neighbour_weight, input_neighbours, neighbour_agreement
 from .stages import (
     check_resume,
     claim_model_output,
@@ -54,6 +57,8 @@ def pretrain(
     out = Path(out) if out is not None else None
     if resume:
         check_resume(out, train.epochs)
+    if config.neighbour_weight is None:
+        config = replace(config, neighbour_weight=default_neighbour_weight(config.latent_dim))
     torch.manual_seed(train.seed)
     model = Autoencoder(config, config.network(items.item_shape))
     model.info = {
@@ -78,7 +83,7 @@ def pretrain(
         batch_size = min(train.batch_size, len(x_train))
         fit(
             model,
-            lambda m, idx, gen: m.loss(x_train[idx], gen),
+            reconstruction_and_neighbours(x_train, config),
             shuffled_batches(len(x_train), batch_size, parallel),
             steps_for(len(x_train), batch_size, parallel),
             train,
@@ -95,3 +100,19 @@ def pretrain(
     if parallel is not None:
         parallel.barrier()
     return model
+
+
+def reconstruction_and_neighbours(x_train: torch.Tensor, config: AutoencoderConfig):
+    """The batch loss: the variant's own, plus the neighbour term when config.neighbour_weight > 0."""
+    if not config.neighbour_weight:
+        return lambda m, idx, gen: m.loss(x_train[idx], gen)
+    neighbours = torch.from_numpy(input_neighbours(x_train, config.neighbour_k))
+
+    def batch_loss(m, idx, gen):
+        loss, parts = m.loss(x_train[idx], gen)
+        picked = neighbours[idx, torch.randint(neighbours.shape[1], (len(idx),), generator=gen)]
+        agreement = neighbour_agreement(m.encode(x_train[idx]), m.encode(x_train[picked]))
+        return loss + config.neighbour_weight * agreement, {**parts, "recon": parts.get("recon", loss.item()),
+                                                            "neighbours": agreement.item()}
+
+    return batch_loss

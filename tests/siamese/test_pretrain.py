@@ -119,6 +119,16 @@ def test_pretrain_rejects_bad_input(tmp_path):
         load_model(tmp_path / "nothing")
 
 
+def test_later_config_fields_default_to_their_as_before_values():
+    """A config.json written before a field existed reads as its default, which must mean "as before"."""
+    import dataclasses
+
+    from siamese.models.fingerprint import LATER_FIELDS
+
+    defaults = {f.name: f.default for f in dataclasses.fields(AutoencoderConfig)}
+    assert all(defaults[name] in as_before for name, as_before in LATER_FIELDS.items())
+
+
 @pytest.mark.parametrize("era", ["before the later fields", "views always described"])
 def test_models_saved_by_earlier_versions_still_load(tiny_images, tmp_path, era):
     """Config fields added later do not change the fingerprints of models saved before them."""
