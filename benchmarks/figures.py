@@ -2,7 +2,8 @@
 
     python benchmarks/figures.py            # writes docs/images/*.png
 
-The MNIST "mapped to 2-D" maps (autoencoder vs fine-tuned with 100 labels per class), a
+The MNIST "mapped to 2-D" maps (autoencoder vs fine-tuned with 100 labels per class; without and,
+at the library's defaults, with the neighbour term), a
 reconstruction grid, and the "query and its 9 nearest" grid from the fine-tuned index.
 """
 
@@ -27,7 +28,9 @@ def main() -> None:
     items = load_items(f"mnist-idx:{ROOT / 'tests' / 'data' / 'mnist'}")
     train, queries = items.subset(np.arange(8000)), items.subset(np.arange(8000, 10000))
     for name, title in (("ae-denoising-2-e40", "MNIST mapped to 2-D by a denoising autoencoder (no labels)"),
-                        ("ft-100pc-d2-e40", "the same encoder fine-tuned with 100 labelled items per class")):
+                        ("ft-100pc-d2-e40", "the same encoder fine-tuned with 100 labelled items per class"),
+                        ("default-ae-d2-s0", "MNIST mapped to 2-D at the defaults (neighbour term on, no labels)"),
+                        ("default-ft-100pc-d2-s0", "the same encoder fine-tuned with 100 labelled items per class")):
         if (models / name).exists():
             model = load_model(models / name)
             plot_latent(embed(model, queries), queries.labels, out / f"latent-{name}.png", title=title)
