@@ -21,7 +21,7 @@ from .options import (
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from ..models.autoencoder import AutoencoderConfig
-    from ..training.pretrain import pretrain
+    from ..training.pretrain import pretrain, resolve_defaults
 
     config = AutoencoderConfig(variant=args.variant, arch=args.arch, latent_dim=args.latent_dim,
                                widths=tuple(args.widths or ()), noise=args.noise, k=args.k, beta=args.beta,
@@ -30,9 +30,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                augment=None if args.augment is None else args.augment == "on",
                                augment_strength=args.augment_strength, neighbour_weight=args.neighbour_weight,
                                neighbour_k=args.neighbour_k)
+    config = resolve_defaults(config)
     train = train_config(args)  # every flag checked before any data is read
     items = load_data(args, args.data)
-    print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}) on {len(items)} items "
+    neighbours = f", neighbour term weight {config.neighbour_weight:g}" if config.neighbour_weight else ""
+    print(f"pretraining a {config.variant} autoencoder (d={config.latent_dim}{neighbours}) on {len(items)} items "
           f"of shape {items.item_shape} from {items.source}, {args.threads_used}", flush=True)
     model = pretrain(items, config, train, out=args.out, resume=args.resume, progress=progress_of(args),
                      overwrite=args.overwrite)

@@ -74,8 +74,9 @@ class AutoencoderConfig:
             raise SiameseError(f"--augment-strength must be in (0, 4], got {self.augment_strength}")
         if not self.view_temperature > 0:
             raise SiameseError(f"--view-temperature must be > 0, got {self.view_temperature}")
-        if isinstance(self.neighbour_k, bool) or not isinstance(self.neighbour_k, int) or self.neighbour_k < 1:
-            raise SiameseError(f"--neighbour-k must be a positive integer, got {self.neighbour_k!r}")
+        k_is_int = isinstance(self.neighbour_k, int) and not isinstance(self.neighbour_k, bool)
+        if not k_is_int or not 1 <= self.neighbour_k <= 1000:  # the search holds items x k ids: no typo's gigabytes
+            raise SiameseError(f"--neighbour-k must be an integer in 1..1000, got {self.neighbour_k!r}")
         for name in ("sparsity_weight", "contractive_weight", "beta", "view_weight", "neighbour_weight"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < math.inf:

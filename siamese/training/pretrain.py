@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -57,8 +56,7 @@ def pretrain(
     out = Path(out) if out is not None else None
     if resume:
         check_resume(out, train.epochs)
-    if config.neighbour_weight is None:
-        config = replace(config, neighbour_weight=default_neighbour_weight(config.latent_dim))
+    config = resolve_defaults(config)
     torch.manual_seed(train.seed)
     model = Autoencoder(config, config.network(items.item_shape))
     model.info = {
@@ -100,6 +98,13 @@ def pretrain(
     if parallel is not None:
         parallel.barrier()
     return model
+
+
+def resolve_defaults(config: AutoencoderConfig) -> AutoencoderConfig:
+    """The config with its data-dependent default (neighbour_weight None) filled in, as the model records it."""
+    if config.neighbour_weight is None:
+        config = replace(config, neighbour_weight=default_neighbour_weight(config.latent_dim))
+    return config
 
 
 def reconstruction_and_neighbours(x_train: torch.Tensor, config: AutoencoderConfig):

@@ -85,6 +85,7 @@ def test_the_neighbour_term_keeps_input_neighbours_close():
                                           ({"neighbour_weight": float("inf")}, "--neighbour-weight"),
                                           ({"neighbour_weight": float("nan")}, "--neighbour-weight"),
                                           ({"neighbour_k": 0}, "--neighbour-k"),
+                                          ({"neighbour_k": 10**6}, "--neighbour-k"),
                                           ({"neighbour_k": 2.5}, "--neighbour-k")])
 def test_bad_neighbour_settings_name_their_flag(kwargs, flag):
     with pytest.raises(SiameseError, match=flag):
