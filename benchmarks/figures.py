@@ -34,6 +34,10 @@ def main() -> None:
         if (models / name).exists():
             model = load_model(models / name)
             plot_latent(embed(model, queries), queries.labels, out / f"latent-{name}.png", title=title)
+    if not (models / "ae-denoising-32").exists() or not (models / "ft-10pc-s0").exists():
+        print(f"wrote the 2-D maps to {out}; train rows ae-denoising-32 and ft-10pc-s0 (benchmarks/quality.py) "
+              "for the other figures")
+        return
     model = load_model(models / "ae-denoising-32")
     subset = queries.subset(range(16))
     plot_reconstructions(subset.x.numpy(), reconstruct(model, subset), out / "reconstructions.png",
