@@ -55,9 +55,9 @@ def input_neighbours(x: torch.Tensor, k: int) -> np.ndarray:
     # "auto": exact below a size where that gets slow, approximate (HNSW, IVF) above: a few wrong
     # neighbours among k only add noise to the term
     ids = VectorIndex.build(vectors, kind="auto").search(vectors, k + 1).ids
+    # drop each item itself (usually column 0; duplicates may push it later): a stable sort moves it last
     own = ids == np.arange(len(ids))[:, None]
-    # drop each item itself (usually column 0; duplicates may push it later)
-    found = np.stack([row[~mask][:k] for row, mask in zip(ids, own)])
+    found = np.take_along_axis(ids, np.argsort(own, axis=1, kind="stable"), axis=1)[:, :k]
     found = np.where(found < 0, found[:, :1], found)  # an approximate search may return fewer: repeat the nearest
     return np.where(found < 0, np.arange(len(found))[:, None], found)
 
