@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MNIST = f"mnist-idx:{ROOT / 'tests' / 'data' / 'mnist'}"
 
+from siamese.training.self_training import SelfTrainingConfig  # noqa: E402 (after the path insert)
+
 
 @dataclass(frozen=True)
 class Row:
@@ -81,7 +83,12 @@ EXPLORE_FT += [Row("ft-100pc-w10", parent="ae-denoising-32", per_class=100, extr
                Row("ft-100pc-auto", parent="ae-denoising-32", per_class=100),
                Row("ft-all-w10", parent="ae-denoising-32", extra=W10),
                Row("ft-all-auto", parent="ae-denoising-32"),
-               Row("ft-10pc-default", parent="ae-denoising-32", per_class=10, defaults=True)]
+               Row("ft-10pc-default", parent="ae-denoising-32", per_class=10, defaults=True,
+                   extra={"self_training": None})]
+# self-training's second round: from the autoencoder, with the most confident 80% / all of the
+# propagated labels (ft-10pc-default: one round, before self-training became a default)
+EXPLORE_FT += [Row(f"ft-10pc-selfae-{keep}", parent="ae-denoising-32", per_class=10, defaults=True,
+                   extra={"self_training": SelfTrainingConfig(keep=keep)}) for keep in (0.8, 1.0)]
 EXPLORE_FT += [Row("ft-100pc-d2-from-nb30", parent="ae-d2-nb30", latent_dim=2, per_class=100, defaults=True)]
 
 
@@ -95,6 +102,9 @@ DEFAULTS += [Row(f"default-ae-d2-s{s}", latent_dim=2, seed=s, defaults=True) for
 CURVE = [Row(f"curve-e{epochs}", epochs=epochs, defaults=True) for epochs in (3, 5, 10, 40)]
 DEFAULTS_FT = [Row(f"default-ft-{name}-s{s}", parent=f"default-ae-s{s}", per_class=per_class, seed=s, defaults=True)
                for name, per_class in (("10pc", 10), ("100pc", 100), ("all", None)) for s in SEEDS]
+# the 10-per-class rows before self-training became a default: the defaults with --self-training off
+DEFAULTS_FT += [Row(f"default-ft-10pc-1round-s{s}", parent=f"default-ae-s{s}", per_class=10, seed=s, defaults=True,
+                    extra={"self_training": None}) for s in SEEDS]
 DEFAULTS_FT += [Row(f"default-ft-100pc-d2-s{s}", parent=f"default-ae-d2-s{s}", latent_dim=2, per_class=100, seed=s,
                     defaults=True) for s in SEEDS]
 

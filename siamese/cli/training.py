@@ -44,11 +44,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from ..errors import SiameseError
     from ..training.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(loss=args.loss, distance=args.distance, pos_margin=args.pos_margin,
                             neg_margin=args.neg_margin, miner=args.miner, metric_weight=args.metric_weight,
-                            recon_weight=args.recon_weight, pseudo_pairs=pseudo_pair_config(args))
+                            recon_weight=args.recon_weight, pseudo_pairs=pseudo_pair_config(args),
+                            self_training=self_training_config(args))
+    if args.pairs and args.self_training == "on":
+        raise SiameseError("--self-training on propagates labels, and --pairs gives none: use --labels, or "
+                           "--self-training auto / off")
     train = train_config(args)  # every flag checked before the model or any data is read
     model = load_model_argument(args.model)
     items = load_data(args, args.data, model)
@@ -62,10 +67,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     record = tuned.info["finetune"]
     print_history(Path(args.out), pseudo_pairs=config.pseudo_pairs)
     what = f"{record['n_pairs']} pairs" if record["n_pairs"] else f"{record['n_labelled']} labelled items"
+    if record["self_training"]:
+        st = record["self_training"]
+        what += (f", then again from the pretrained model with {st['n_propagated_labels']} propagated labels added "
+                 f"(self-training; confidence >= {st['lowest_confidence_kept']:.3f}; --self-training off: one round)")
     before, after = record["val_reconstruction_before"], record["val_reconstruction_after"]
     recon = f"; validation reconstruction {before:.2f} -> {after:.2f}" if before is not None else ""
     used = record["config"]  # data-dependent defaults resolved
-    print(f"fine-tuned on {what} with {config.loss} loss (metric weight {used['metric_weight']:g}, "
+    print(f"fine-tuned on {what}, with {config.loss} loss (metric weight {used['metric_weight']:g}, "
           f"{used['distance']} distance){recon}")
     print(f"saved {args.out} (metric {tuned.metric}, fingerprint {tuned.fingerprint()[:12]})")
     return 0
@@ -145,6 +154,30 @@ def add_pseudo_pair_options(parser) -> None:
     group.add_argument("--pseudo-weight", type=float, default=default_of(PseudoPairConfig, "weight"),
                        help="weight relative to the labelled term")
     group.add_argument("--pseudo-refresh", action="store_true", help="mine again every epoch")
+
+
+def add_self_training_options(parser) -> None:
+    """`siamese finetune` flags for the second round on propagated labels."""
+    from ..training.self_training import SelfTrainingConfig
+
+    group = parser.add_argument_group("self-training")
+    below = default_of(SelfTrainingConfig, "below_share")
+    group.add_argument("--self-training", choices=("auto", "on", "off"), default="auto",
+                       help="fine-tune a second time, adding the most confident labels propagated over the first "
+                       f"round's embedding; auto: when under {100 * below:g}%% of the items are labelled")
+    group.add_argument("--self-training-keep", type=float, default=default_of(SelfTrainingConfig, "keep"),
+                       metavar="SHARE", help="share of the propagated labels kept, most confident first")
+
+
+def self_training_config(args):
+    """SelfTrainingConfig from the finetune flags, or None with --self-training off."""
+    from ..training.self_training import SelfTrainingConfig
+
+    if args.self_training == "off":
+        return None
+    if args.self_training == "on":
+        return SelfTrainingConfig(keep=args.self_training_keep, below_share=None)
+    return SelfTrainingConfig(keep=args.self_training_keep)
 
 
 def pseudo_pair_config(args):
@@ -246,6 +279,7 @@ def finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recon-weight", type=float, default=default_of(FinetuneConfig, "recon_weight"),
                    help="weight of the reconstruction term")
     add_pseudo_pair_options(p)
+    add_self_training_options(p)
     add_train_options(p, FINETUNE_TRAIN)
     add_data_options(p)
 

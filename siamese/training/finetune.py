@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Mapping
 
@@ -30,6 +31,7 @@ from ..models.saving import CHECKPOINT_DIR, save_model
 from .distributed import Parallel
 from .loop import Progress, TrainConfig, fit, shuffled_batches, steps_for
 from .pseudo_pairs import PseudoPairConfig, PseudoPairTerm
+from .self_training import SelfTrainingConfig, add_confident_labels
 from .stages import (
     check_resume,
     claim_model_output,
@@ -73,6 +75,9 @@ class FinetuneConfig:
     # labels per class they lifted kNN accuracy 98.35 -> 98.63% and MAP@R 76 -> 82% (BENCHMARKS.md).
     # None: labelled pairs only.
     pseudo_pairs: PseudoPairConfig | None = PseudoPairConfig()
+    # with few labels, a second round on the given labels plus the most confident propagated ones
+    # (self_training.py); None: one round on the given labels only
+    self_training: SelfTrainingConfig | None = SelfTrainingConfig()
 
     def __post_init__(self) -> None:
         for name, allowed in (("loss", LOSSES), ("distance", DISTANCES), ("miner", MINERS)):
@@ -194,6 +199,10 @@ def finetune(
     the PML objects the config would build. `parallel` as in `pretrain`: under torchrun each rank
     embeds its share of the labelled items and the loss and miner see those of all ranks.
     `out`, `resume` and `progress` as in `pretrain`.
+
+    With few labels (config.self_training) two rounds run, both from `model`: the second adds the
+    most confident labels propagated over the first's embedding. Only the second keeps a
+    checkpoint; `resume` runs the first again (seeded, it comes out the same).
     """
     from ..data.loading import ItemSet
 
@@ -214,24 +223,80 @@ def finetune(
             raise SiameseError("need labelled items of at least two classes to fine-tune")
     elif labels_per_class is not None:
         raise SiameseError("labels_per_class applies to labels, not to a pairs file")
+    elif config.self_training is not None and config.self_training.below_share is None:
+        raise SiameseError("--self-training on propagates labels, and a pairs file has none: give --labels, "
+                           "or use --self-training auto / off")
     elif pairs.items().max() >= len(items):
         raise SiameseError("pairs refer to item positions beyond the item set")
 
-    known = np.flatnonzero(codes >= 0) if codes is not None else pairs.items()  # labelled / paired items
-    config = resolve_defaults(config, model, len(known), len(items))
-    tuned = copy.deepcopy(model)
-    x = as_model_input(tuned, items)
-    image_items = x.ndim == 4
+    x = as_model_input(model, items)
     train_idx, val_idx = split_validation(len(x), train.val_fraction, train.seed)
     x_val = x[val_idx]
     with torch.no_grad():
-        tuned.eval()
-        recon_before = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
+        recon_before = clean_reconstruction_loss(copy.deepcopy(model).eval(), x_val) if len(x_val) else None
+    parallel = parallel or Parallel.current()
+    given = codes
+    n_given = int((codes >= 0).sum()) if codes is not None else len(pairs.items())
+    self_training = config.self_training if codes is not None else None
+    self_training = self_training if self_training is not None and self_training.applies(n_given, len(x)) else None
+    rounds = 2 if self_training is not None else 1
+    round_ = partial(_train_round, model, x, train_idx, x_val, pairs=pairs, train=train, loss=loss, miner=miner,
+                     progress=progress, parallel=parallel)
+
+    out = Path(out) if out is not None else None
+    with claim_model_output(out, out is not None and (parallel is None or parallel.is_main), overwrite):
+        summary = None
+        if self_training is not None:  # round 1 keeps no checkpoint: --resume runs it again (seeded, the same)
+            first, first_config = round_(codes, config, out=None, resume=False, description="round 1 of 2")
+            codes, summary = add_confident_labels(first, x, codes, self_training, first_config.index_metric)
+            summary = {**summary, "first_round_metric_weight": first_config.metric_weight}
+        tuned, config = round_(codes, config, out=out, resume=resume,
+                               description="round 2 of 2, with propagated labels" if rounds == 2 else "")
+        with torch.no_grad():
+            recon_after = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
+        tuned.info = {
+            **model.info,
+            "metric": config.index_metric,
+            "finetune": {
+                "config": config.to_dict(), "train": train.to_dict(), "parent_fingerprint": model.fingerprint(),
+                "threads": torch.get_num_threads(),
+                "n_labelled": n_given if codes is not None else None,
+                "n_pairs": len(pairs) if pairs is not None else None,
+                "self_training": summary,
+                "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,
+                "loss_object": _loss_name(loss if loss is not None else build_loss(config)),
+            },
+        }
+        if recon_before is not None:
+            logger.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
+        if out is not None and (parallel is None or parallel.is_main):
+            save_model(tuned, out)
+            if given is not None:
+                _write_labels_used(Path(out) / "labels-used.csv", items.keys, given, items.label_codes()[1]
+                                   if labels is True else None, labels)
+    if parallel is not None:
+        parallel.barrier()
+    return tuned
+
+
+def _loss_name(loss_fn) -> str:
+    return type(loss_fn.loss if isinstance(loss_fn, DistributedLossWrapper) else loss_fn).__name__
+
+
+def _train_round(model: Autoencoder, x: torch.Tensor, train_idx: torch.Tensor, x_val: torch.Tensor,
+                 codes: np.ndarray | None, config: FinetuneConfig, *, pairs: Pairs | None, train: TrainConfig,
+                 loss, miner, out: Path | None, resume: bool, progress: Progress, parallel: Parallel | None,
+                 description: str) -> tuple[Autoencoder, FinetuneConfig]:
+    """One fine-tuning run of a copy of `model` on the labelled items of `codes` (or on `pairs`);
+    returns it with the config its data-dependent defaults resolved to."""
+    known = np.flatnonzero(codes >= 0) if codes is not None else pairs.items()  # labelled / paired items
+    config = resolve_defaults(config, model, len(known), len(x))
+    tuned = copy.deepcopy(model)
+    image_items = x.ndim == 4
     loss_fn = loss if loss is not None else build_loss(config)
     miner_fn = miner if miner is not None else build_miner(config)
     labelled = known if codes is not None else None
     codes_t = torch.as_tensor(codes) if codes is not None else None
-    parallel = parallel or Parallel.current()
     labelled_per_step, metric_scale = config.labelled_per_step, 1
     if parallel is not None and labelled is not None:  # pairs are mined across ranks; every rank a same-size share
         loss_fn = DistributedLossWrapper(loss_fn)
@@ -275,37 +340,13 @@ def finetune(
                               neg_margin=config.neg_margin, scale=config.metric_weight, seed=train.seed)
         batches, step_loss = term.wrap(tuned, batches, step_loss)
 
-    out = Path(out) if out is not None else None
-    with claim_model_output(out, out is not None and (parallel is None or parallel.is_main), overwrite):
-        n_steps = steps_for(len(train_idx), min(config.unlabelled_per_step, len(train_idx)), parallel)
-        fit(tuned, step_loss, batches, n_steps, train,
-            validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
-            callbacks=training_callbacks(out, train), resume_from=(out / CHECKPOINT_DIR) if resume else None,
-            progress=progress, description=f"finetune {config.loss}", parallel=parallel)
-        with torch.no_grad():
-            recon_after = clean_reconstruction_loss(tuned, x_val) if len(x_val) else None
-        tuned.info = {
-            **model.info,
-            "metric": config.index_metric,
-            "finetune": {
-                "config": config.to_dict(), "train": train.to_dict(), "parent_fingerprint": model.fingerprint(),
-                "threads": torch.get_num_threads(),
-                "n_labelled": int(len(labelled)) if labelled is not None else None,
-                "n_pairs": len(pairs) if pairs is not None else None,
-                "val_reconstruction_before": recon_before, "val_reconstruction_after": recon_after,
-                "loss_object": type(loss_fn.loss if isinstance(loss_fn, DistributedLossWrapper) else loss_fn).__name__,
-            },
-        }
-        if recon_before is not None:
-            logger.info("validation reconstruction loss %.3f -> %.3f", recon_before, recon_after)
-        if out is not None and (parallel is None or parallel.is_main):
-            save_model(tuned, out)
-            if codes is not None:
-                _write_labels_used(Path(out) / "labels-used.csv", items.keys, codes, items.label_codes()[1]
-                                   if labels is True else None, labels)
-    if parallel is not None:
-        parallel.barrier()
-    return tuned
+    n_steps = steps_for(len(train_idx), min(config.unlabelled_per_step, len(train_idx)), parallel)
+    fit(tuned, step_loss, batches, n_steps, train,
+        validate=(lambda m: clean_reconstruction_loss(m, x_val)) if len(x_val) else None,
+        callbacks=training_callbacks(out, train), resume_from=(out / CHECKPOINT_DIR) if resume else None,
+        progress=progress, description=f"finetune {config.loss}" + (f", {description}" if description else ""),
+        parallel=parallel)
+    return tuned, config
 
 
 def _write_labels_used(path: Path, keys, codes: np.ndarray, classes, labels) -> None:

@@ -133,7 +133,9 @@ class PseudoPairTerm:
             return
         source = model if self.config.refresh else self.reference
         z = embed(source, self.x[self.candidates])
-        self.pairs = mine_pseudo_pairs(z, self.config, metric=self.metric, seed=self.seed + epoch)
+        # mined once: the draw of the first epoch (0) even when a resumed run starts later, so it resumes the same
+        self.pairs = mine_pseudo_pairs(z, self.config, metric=self.metric,
+                                       seed=self.seed + (epoch if self.config.refresh else 0))
         if self.pairs is not None:  # positions among candidates -> positions in x
             self.pairs = Pairs(self.candidates[self.pairs.a], self.candidates[self.pairs.b], self.pairs.label)
 
