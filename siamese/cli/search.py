@@ -155,7 +155,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     model = load_model_argument(args.model)
     index = _index_for(args.index, model, args) if args.index else None
     items = load_data(args, args.data, model)
-    scores = score_items(model, items, index=index, k=args.k, progress=not args.quiet)
+    scores = score_items(model, items, index=index, k=args.k, whiten=args.whiten == "on", progress=not args.quiet)
     order = scores.top(len(items))
     out = args.out or "anomalies.csv"
     from index.atomic import atomic_file
@@ -166,8 +166,9 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
         for rank, i in enumerate(order, 1):
             knn = f"{scores.knn_distance[i]:.6g}" if scores.knn_distance is not None else ""
             writer.writerow([rank, scores.keys[i], f"{scores.reconstruction[i]:.6g}", knn, f"{scores.combined[i]:.4f}"])
+    space = ", whitened" if args.whiten == "on" else ""
     print(f"most anomalous of {len(items)} items (reconstruction error"
-          f"{' and distance to the ' + str(args.k) + ' nearest indexed items' if index else ''}):")
+          f"{' and distance to the ' + str(args.k) + ' nearest indexed items' + space if index else ''}):")
     for rank, i in enumerate(order[:args.top], 1):
         knn = f"  knn distance {scores.knn_distance[i]:.4g}" if scores.knn_distance is not None else ""
         print(f"  {rank:>3}. {scores.keys[i]:<40} reconstruction {scores.reconstruction[i]:.6g}{knn}")
@@ -290,6 +291,9 @@ def anomaly_arguments(n: argparse.ArgumentParser) -> None:
     n.add_argument("--index", metavar="INDEX", help="also score the distance to the k nearest indexed items")
     n.add_argument("-k", type=int, default=default_of(score_items, "k"),
                    help="indexed neighbours averaged for the kNN distance")
+    n.add_argument("--whiten", choices=("on", "off"), default="on",
+                   help="measure the kNN distance after whitening the latent space by the indexed items' mean and "
+                   "covariance (Mahalanobis; default on); off: in the index's own metric")
     n.add_argument("--top", type=int, default=10, help="items printed")
     add_output_file_option(n, "--out", "SCORES.csv", (".csv",), help="all scores (default anomalies.csv)")
     add_output_file_option(n, "--plot", "HIST.png", (".png",), help="write a histogram of the scores")

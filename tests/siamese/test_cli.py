@@ -102,6 +102,12 @@ def test_classify_and_anomaly(workspace, capsys, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
     assert code == 0 and len(rows) == 6 and all(float(r["reconstruction_error"]) > 0 for r in rows)
     assert (tmp_path / "hist.png").exists()
+    assert "nearest indexed items, whitened" in out
+    code, out, _ = run(capsys, "anomaly", workspace / "tuned", workspace / "more", "--index", workspace / "index",
+                       "--out", tmp_path / "raw.csv", "--whiten", "off")
+    raw = {r["key"]: float(r["knn_distance"]) for r in csv.DictReader(open(tmp_path / "raw.csv"))}
+    assert code == 0 and "whitened" not in out
+    assert raw != {r["key"]: float(r["knn_distance"]) for r in rows}
 
 
 @pytest.mark.parametrize("what", ["latent", "reconstructions", "neighbors", "curves"])
