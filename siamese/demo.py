@@ -156,7 +156,8 @@ def _run_demo(out: Path, dataset: str, *, progress: bool, config: DemoConfig, th
     table[CLASSIFY_ROW] = float(np.mean(predicted.astype(str) == np.asarray(held.labels, dtype=str)))
     z_ae, z_ft = references["autoencoder"][0], references["fine-tuned"][0]
 
-    say(f"[5/6] scoring anomalies (reconstruction error and distance to the {config.k} nearest indexed items)")
+    say(f"[5/6] scoring anomalies (reconstruction error and distance to the {config.k} nearest indexed items, "
+        "whitened)")
     scores = score_items(tuned, held, index=index, k=config.k)
     top = scores.top(10)
     _write_anomalies(out / "anomalies.csv", scores)
@@ -295,7 +296,7 @@ classifier: the labels are first propagated over the index's kNN graph (`siamese
 
 ## Most anomalous held-out items
 
-| key | label | reconstruction error | kNN distance |
+| key | label | reconstruction error | kNN distance (whitened latent space) |
 |---|---|---|---|
 {anomalies}
 
