@@ -25,6 +25,7 @@ def reconstruction_scores(model: Autoencoder, items, *, batch_size: int = 1024, 
 
 WHITENING_SAMPLE = 100_000  # indexed vectors the whitening is estimated from (a seeded sample)
 WHITENING_RIDGE = 1e-6  # added to the covariance, relative to its mean variance: flat directions stay finite
+WHITENING_CHUNK = 65536  # indexed vectors whitened at a time
 
 
 def latent_whitening(index, *, sample: int = WHITENING_SAMPLE, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
@@ -52,8 +53,9 @@ def _whitened(index, z: np.ndarray, transform: tuple[np.ndarray, np.ndarray]):
     if index.metric == "cosine":  # the index stores unit vectors; the queries must match
         z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     white = VectorIndex.empty(index.dim, metric="l2", kind="flat", expected_count=len(index))
-    for _, vectors in index.iter_vectors():  # only distances are read from the copy
-        white.add(((vectors - mean) @ w).astype(np.float32))
+    ids = index.ids
+    for start in range(0, len(ids), WHITENING_CHUNK):  # only distances are read from the copy
+        white.add(((index.reconstruct(ids[start:start + WHITENING_CHUNK]) - mean) @ w).astype(np.float32))
     return white, ((z - mean) @ w).astype(np.float32)
 
 
