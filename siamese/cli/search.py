@@ -293,7 +293,7 @@ def anomaly_arguments(n: argparse.ArgumentParser) -> None:
                    help="indexed neighbours averaged for the kNN distance")
     n.add_argument("--whiten", choices=("on", "off"), default="on",
                    help="measure the kNN distance after whitening the latent space by the indexed items' mean and "
-                   "covariance (Mahalanobis; default on); off: in the index's own metric")
+                   "covariance (Mahalanobis); off: in the index's own metric")
     n.add_argument("--top", type=int, default=10, help="items printed")
     add_output_file_option(n, "--out", "SCORES.csv", (".csv",), help="all scores (default anomalies.csv)")
     add_output_file_option(n, "--plot", "HIST.png", (".png",), help="write a histogram of the scores")
