@@ -64,3 +64,14 @@ def test_cosine_index_whitens_unit_vectors():
 def test_exclude_self_skips_the_item_itself(normal_index):
     z = normal_index.reconstruct(normal_index.ids[:10])
     assert (knn_distance_scores(normal_index, z, exclude_self=True) > 0).all()
+
+
+def test_combined_leans_on_the_knn_distance():
+    from siamese.inference.anomaly import RECONSTRUCTION_RANK_WEIGHT, AnomalyScores
+
+    scores = AnomalyScores(["a", "b", "c"], reconstruction=np.array([1.0, 2.0, 3.0]),
+                           knn_distance=np.array([3.0, 2.0, 1.0]))
+    w = RECONSTRUCTION_RANK_WEIGHT
+    assert np.allclose(scores.combined, [1 - w, 0.5, w]) and list(scores.top(1)) == [0]
+    alone = AnomalyScores(["a", "b", "c"], reconstruction=np.array([1.0, 3.0, 2.0]))
+    assert np.allclose(alone.combined, [0.0, 1.0, 0.5])  # without an index: the reconstruction rank
