@@ -27,11 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks in [0, 1] (ties broken by position), as `combined` ranks its scores."""
-    return np.argsort(np.argsort(values, kind="stable"), kind="stable") / max(1, len(values) - 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, help="pretraining epochs (default: the library's)")
@@ -51,7 +46,7 @@ def main() -> None:
 
     from index import VectorIndex
     from siamese import AutoencoderConfig, TrainConfig, embed, load_items, pretrain
-    from siamese.inference.anomaly import score_items
+    from siamese.inference.anomaly import rank01, score_items
 
     torch.set_num_threads(args.threads)
     settings = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
@@ -68,7 +63,7 @@ def main() -> None:
         index = VectorIndex.build(embed(model, normal), keys=normal.keys, metric=model.metric)
         scores = score_items(model, queries, index=index, k=5)
         raw = score_items(model, queries, index=index, k=5, whiten=False)  # the kNN distance before whitening
-        recon_rank, knn_rank = ranks(scores.reconstruction), ranks(scores.knn_distance)
+        recon_rank, knn_rank = rank01(scores.reconstruction), rank01(scores.knn_distance)
         is_anomaly = np.array(queries.labels) != digit
         row = {"digit": digit, "seed": seed, "normal_items": len(normal),
                "auroc_reconstruction": roc_auc_score(is_anomaly, scores.reconstruction),

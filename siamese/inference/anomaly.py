@@ -97,16 +97,16 @@ class AnomalyScores:
     @property
     def combined(self) -> np.ndarray:
         if self.knn_distance is None:
-            return _rank01(self.reconstruction)
+            return rank01(self.reconstruction)
         weight = RECONSTRUCTION_RANK_WEIGHT
-        return weight * _rank01(self.reconstruction) + (1 - weight) * _rank01(self.knn_distance)
+        return weight * rank01(self.reconstruction) + (1 - weight) * rank01(self.knn_distance)
 
     def top(self, n: int) -> np.ndarray:
         """Positions of the n most anomalous items, most anomalous first."""
         return np.argsort(-self.combined, kind="stable")[:n]
 
 
-def _rank01(values: np.ndarray) -> np.ndarray:
+def rank01(values: np.ndarray) -> np.ndarray:
     order = np.argsort(np.argsort(values, kind="stable"), kind="stable")
     return order / max(1, len(values) - 1)
 
