@@ -247,10 +247,12 @@ def load_data(args: argparse.Namespace, source: str, model=None, labels=None):
     return items.subset(range(skip, len(items))) if skip else items
 
 
-def add_train_options(parser: argparse.ArgumentParser, defaults) -> None:
-    """The optimisation flags, defaulting to the stage's own TrainConfig (`defaults`)."""
+def add_train_options(parser: argparse.ArgumentParser, defaults, epochs_default: str | None = None) -> None:
+    """The optimisation flags, defaulting to the stage's own TrainConfig (`defaults`);
+    `epochs_default` says in words what --epochs defaults to when that depends on other flags."""
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data")
+    group.add_argument("--epochs", type=int, default=defaults.epochs,
+                       help="passes over the data" + (f" (default: {epochs_default})" if epochs_default else ""))
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="items per step")
     group.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW)")
     group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")

@@ -213,6 +213,7 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from ..models.autoencoder import VARIANTS, AutoencoderConfig
     from ..training.loop import TrainConfig
     from ..training.neighbours import LOW_DIM_WEIGHT, LOW_LATENT_DIM
+    from ..training.pretrain import MAP_PRETRAIN_EPOCHS, PRETRAIN_EPOCHS
 
     add_data_argument(p, "unlabeled items to learn from")
     add_output_dir_option(p, "MODEL", "model", help="folder for the model (new, or an earlier model)")
@@ -244,7 +245,8 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default: {LOW_DIM_WEIGHT:g} for --latent-dim {LOW_LATENT_DIM} or less, else 0 = off)")
     p.add_argument("--neighbour-k", type=int, default=default_of(AutoencoderConfig, "neighbour_k"),
                    help="input-space neighbours each item is paired with by the neighbour term")
-    add_train_options(p, TrainConfig())
+    add_train_options(p, TrainConfig(), epochs_default=f"{PRETRAIN_EPOCHS}, or {MAP_PRETRAIN_EPOCHS} for "
+                                                        f"--latent-dim {LOW_LATENT_DIM} or less")
     add_data_options(p)
 
 

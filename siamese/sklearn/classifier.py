@@ -58,7 +58,7 @@ class SiameseKNNClassifier(ClassifierMixin, BaseEstimator):
                  propagate_k: int = _PROPAGATION["k"], variant: str = _EMBEDDING["variant"],
                  latent_dim: int = _EMBEDDING["latent_dim"], arch: str = _EMBEDDING["arch"],
                  widths: tuple[int, ...] = _EMBEDDING["widths"], image_shape: tuple[int, ...] | None = None,
-                 epochs: int = _EMBEDDING["epochs"], finetune_epochs: int = _EMBEDDING["finetune_epochs"],
+                 epochs: int | None = _EMBEDDING["epochs"], finetune_epochs: int = _EMBEDDING["finetune_epochs"],
                  batch_size: int = _EMBEDDING["batch_size"], lr: float = _EMBEDDING["lr"],
                  finetune_lr: float = _EMBEDDING["finetune_lr"], finetune_config: FinetuneConfig | None = None,
                  random_state=_EMBEDDING["random_state"], n_threads: int | None = None, verbose: int = 0) -> None:

@@ -56,7 +56,8 @@ class SiameseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     (n_samples, latent_dim).
 
     Parameters mirror the library's configs and take their defaults from them: `variant`,
-    `latent_dim`, `widths` (AutoencoderConfig), `epochs`, `batch_size`, `lr` (TrainConfig),
+    `latent_dim`, `widths` (AutoencoderConfig), `epochs` (None: pretrain's default), `batch_size`,
+    `lr` (TrainConfig),
     `finetune_epochs`, `finetune_lr` (FINETUNE_TRAIN), `finetune_config` (a FinetuneConfig; None =
     its defaults). arch="mlp" treats rows as vectors; with `image_shape=(C, H, W)` (C*H*W =
     n_features) rows are images and arch="conv" or "auto" uses the convolutional encoder.
@@ -71,7 +72,7 @@ class SiameseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def __init__(self, *, variant: str = AutoencoderConfig.variant, latent_dim: int = AutoencoderConfig.latent_dim,
                  arch: str = "mlp", widths: tuple[int, ...] = AutoencoderConfig.widths,
-                 image_shape: tuple[int, ...] | None = None, epochs: int = TrainConfig.epochs,
+                 image_shape: tuple[int, ...] | None = None, epochs: int | None = TrainConfig.epochs,
                  finetune_epochs: int = FINETUNE_TRAIN.epochs, batch_size: int = TrainConfig.batch_size,
                  lr: float = TrainConfig.lr, finetune_lr: float = FINETUNE_TRAIN.lr,
                  finetune_config: FinetuneConfig | None = None, random_state=TrainConfig.seed,

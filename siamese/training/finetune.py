@@ -208,6 +208,7 @@ def finetune(
 
     if not isinstance(items, ItemSet):
         raise SiameseError("finetune needs an ItemSet; build one with siamese.load_items(...)")
+    train = train.with_default_epochs(FINETUNE_TRAIN.epochs)
     if resume:
         check_resume(Path(out) if out is not None else None, train.epochs)
     if (pairs is None) == (labels is None):

@@ -19,7 +19,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
@@ -43,7 +43,8 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 class TrainConfig:
     """Optimisation settings shared by both stages."""
 
-    epochs: int = 20
+    # passes over the data; None = the stage's default (pretrain: `default_pretrain_epochs`, finetune: 10)
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 2e-3  # peak learning rate (AdamW)
     weight_decay: float = 1e-4
@@ -55,7 +56,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size <= 1:
+        if (self.epochs is not None and self.epochs <= 0) or self.batch_size <= 1:
             raise SiameseError(f"epochs must be >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise SiameseError(f"lr must be a positive number, got {self.lr}")
@@ -66,6 +67,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def with_default_epochs(self, epochs: int) -> TrainConfig:
+        """This config with the stage's default filled in when epochs is None."""
+        return self if self.epochs is not None else replace(self, epochs=epochs)
 
 
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -155,6 +160,9 @@ def fit(
     parallel: data-parallel training (siamese.training.distributed); `batches` then yields this rank's
     share of each global batch and the loss runs under DistributedDataParallel
     """
+    if config.epochs is None:
+        raise SiameseError("TrainConfig.epochs is None: pretrain and finetune fill in their default; "
+                           "give fit a config with epochs")
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

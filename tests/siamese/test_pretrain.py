@@ -8,7 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from siamese import AutoencoderConfig, SiameseError, TrainConfig, embed, load_items, load_model, pretrain
-from siamese.training.loop import lr_at
+from siamese.training.finetune import FINETUNE_TRAIN, FinetuneConfig, finetune
+from siamese.training.loop import fit, lr_at
+from siamese.training.pretrain import MAP_PRETRAIN_EPOCHS, PRETRAIN_EPOCHS, default_pretrain_epochs
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +150,18 @@ def test_models_saved_by_earlier_versions_still_load(tiny_images, tmp_path, era)
     config.write_text(json.dumps(record))
     with pytest.raises(SiameseError, match="fingerprint"):
         load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("latent_dim, expected", [(2, MAP_PRETRAIN_EPOCHS), (8, PRETRAIN_EPOCHS)])
+def test_epochs_default_to_the_stage_and_latent_size(tmp_path, latent_dim, expected):
+    rng = np.random.default_rng(0)
+    items = load_items(rng.normal(size=(40, 6)).astype(np.float32), labels=[str(i % 2) for i in range(40)])
+    config = AutoencoderConfig(latent_dim=latent_dim, widths=(8,), neighbour_weight=0.0)
+    model = pretrain(items, config, TrainConfig(batch_size=20, val_fraction=0), out=tmp_path / "m", progress=False)
+    assert model.info["pretrain"]["train"]["epochs"] == expected == default_pretrain_epochs(latent_dim)
+    assert len((tmp_path / "m" / "history.csv").read_text().splitlines()) == expected + 1
+    tuned = finetune(model, items, labels=True, train=TrainConfig(batch_size=20, val_fraction=0),
+                     config=FinetuneConfig(pseudo_pairs=None, self_training=None), progress=False)
+    assert tuned.info["finetune"]["train"]["epochs"] == FINETUNE_TRAIN.epochs
+    with pytest.raises(SiameseError, match="epochs"):
+        fit(model, lambda m, batch, g: (torch.zeros((), requires_grad=True), {}), lambda e, g: [], 0, TrainConfig())
